@@ -1,0 +1,7 @@
+"""``python -m duplex`` is the ``duplex`` command."""
+
+import sys
+
+from duplex.cli import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""The ``duplex`` command line: run, models, bench (and more as transports land).
+
+The CLI owns user-facing output (tables, progress bars). Errors the runtime
+raises on purpose print one clear line and exit with status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from duplex.errors import DuplexError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default=None, help="profile path or name in configs/ (default: default)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile value, e.g. --set models.llm.threads=1 (repeatable)",
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from duplex.config import load_config
+    from duplex.report.summary import format_summary
+    from duplex.transports.files import run_file
+
+    config = load_config(args.config, args.overrides)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="frame", desc="run", disable=total < 300 or args.quiet, leave=False)
+        bar.update(done - bar.n)
+
+    result = run_file(
+        args.input, args.out, config, allow_resample=args.resample, plot=not args.no_plot, progress=progress
+    )
+    if bar is not None:
+        bar.close()
+    print(format_summary(result.summary))
+    print(f"\nwrote {result.out_dir}/conversation.wav, events.jsonl, summary.json" + ("" if args.no_plot else ", timeline.png"))
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from duplex.models.manifest import check_all, load_manifests
+
+    manifests = load_manifests()
+    results = check_all(manifests, verify_hash=not args.fast)
+    width = max(len(m.name) for m in manifests)
+    bad = 0
+    for r in results:
+        status = "ok" if r.ok else "MISSING" if r.missing else "BAD"
+        print(f"{r.manifest.name.ljust(width)}  {r.manifest.stage:4}  {status:7}  {r.detail}")
+        bad += not r.ok
+    return 1 if bad else 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from duplex.bench.latency import run_latency_bench
+
+    report = run_latency_bench(
+        config_name=args.config,
+        overrides=args.overrides,
+        turns=args.turns,
+        clocks=args.clock,
+        out=Path(args.out) if args.out else None,
+    )
+    print(report["table"])
+    if args.out:
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="duplex", description="Full-duplex speech dialogue runtime.")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a WAV file through the runtime (offline clock)")
+    p.add_argument("input", help="mono WAV at the profile's input rate (16 kHz by default)")
+    p.add_argument("--out", "-o", default="out/run", help="output folder")
+    p.add_argument("--resample", action="store_true", help="accept other sample rates by resampling")
+    p.add_argument("--no-plot", action="store_true", help="skip timeline.png")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("models", help="model weights: check that every manifest's file is installed")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    c = msub.add_parser("check", help="verify each model file (presence, size, sha256)")
+    c.add_argument("--fast", action="store_true", help="skip the sha256 check")
+    c.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("bench", help="benchmarks")
+    bsub = p.add_subparsers(dest="bench_command", required=True)
+    b = bsub.add_parser("latency", help="end of user speech → first agent audio, per stage")
+    b.add_argument("--turns", type=int, default=20, help="spoken questions per clock")
+    b.add_argument("--clock", action="append", choices=["offline", "realtime"], help="clock(s) to measure (default both)")
+    b.add_argument("--out", default=None, help="write the JSON results here")
+    _add_config_args(b)
+    b.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except DuplexError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

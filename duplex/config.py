@@ -1,0 +1,296 @@
+"""Typed runtime configuration, loaded once from a TOML profile at the edge.
+
+A profile is data: ``configs/default.toml`` and friends. Every key is declared
+here with its type and default; unknown keys and badly typed values are errors
+that name the key. Command-line overrides use dotted paths
+(``--set models.llm.threads=1``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from duplex.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class AudioConfig:
+    """Sample rates and the frame size of the tick."""
+
+    input_sample_rate: int = 16000
+    output_sample_rate: int = 24000
+    frame_ms: int = 32
+
+
+@dataclass
+class EngineConfig:
+    """The tick loop: budget, bounds and worker threads."""
+
+    tick_budget_ms: float = 0.0  # 0 = the frame duration
+    max_sessions: int = 32
+    event_queue_size: int = 4096
+    max_input_backlog_ms: int = 2000
+    workers_per_session: int = 2
+    output_lookahead_ms: int = 8000  # synthesis may run this far ahead of playback
+
+
+@dataclass
+class VadConfig:
+    engine: Literal["silero"] = "silero"
+    path: str = ""
+    threads: int = 1
+
+
+@dataclass
+class AsrConfig:
+    engine: Literal["whisper"] = "whisper"
+    path: str = ""
+    threads: int = 1
+    beam_size: int = 1
+    partial_interval_ms: int = 480
+    max_utterance_s: float = 28.0
+
+
+@dataclass
+class LlmConfig:
+    engine: Literal["llamacpp", "openai_http"] = "llamacpp"
+    path: str = ""
+    threads: int = 1
+    n_ctx: int = 2048
+    max_tokens: int = 80
+    temperature: float = 0.3
+    top_p: float = 0.9
+    seed: int = 7
+    system_prompt: str = (
+        "You are a friendly voice assistant. Answer in one or two short spoken sentences."
+    )
+    base_url: str = "http://127.0.0.1:8080/v1"
+    model: str = "default"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 30.0
+
+
+@dataclass
+class TtsConfig:
+    engine: Literal["piper", "espeak"] = "piper"
+    path: str = ""
+    threads: int = 1
+    length_scale: float = 1.0
+    voice: str = "en-us"
+
+
+@dataclass
+class ModelsConfig:
+    """Which model backs the session, and each stage's settings."""
+
+    kind: Literal["cascade", "scripted"] = "cascade"
+    vad: VadConfig = field(default_factory=VadConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+
+
+@dataclass
+class TurnConfig:
+    """Turn-taking thresholds (the policy layer). Times in ms of stream time."""
+
+    vad_threshold: float = 0.5
+    vad_release: float = 0.35
+    speech_onset_ms: int = 96
+    end_silence_ms: int = 600
+    min_end_silence_ms: int = 250
+    max_end_silence_ms: int = 1400
+    preempt_silence_ms: int = 160
+    min_turn_ms: int = 200
+
+
+@dataclass
+class BargeInConfig:
+    """When user speech during agent output pauses, stops, or is let pass."""
+
+    enabled: bool = True
+    pause_onset_ms: int = 64
+    confirm_speech_ms: int = 480
+    confirm_words: int = 3
+    resume_after_ms: int = 400
+    backchannel_words: list[str] = field(
+        default_factory=lambda: [
+            "mhm", "mm", "hmm", "uh-huh", "uh huh", "yeah", "yes", "yep", "right",
+            "okay", "ok", "sure", "i see", "got it", "cool", "nice", "wow", "oh", "ah",
+        ]
+    )
+
+
+@dataclass
+class Config:
+    """A whole runtime profile."""
+
+    name: str = "default"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    barge_in: BargeInConfig = field(default_factory=BargeInConfig)
+
+    @property
+    def frame_samples(self) -> int:
+        return self.audio.input_sample_rate * self.audio.frame_ms // 1000
+
+    @property
+    def output_frame_samples(self) -> int:
+        return self.audio.output_sample_rate * self.audio.frame_ms // 1000
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} fits none of {typing.get_args(tp)}")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"[{prefix}]" if prefix else "the top level"
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in {where}; known keys: {', '.join(sorted(names))}"
+        )
+    default = cls()
+    kwargs: dict[str, Any] = {}
+    for name in names:
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], key)
+        else:
+            kwargs[name] = getattr(default, name)
+    return cls(**kwargs)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} names no key")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare words are strings: --set models.tts.engine=espeak
+    return key.split("."), value
+
+
+def resolve_profile(profile: str | Path | None) -> Path:
+    """Find a profile by path or by name in ``configs/`` (``default`` → configs/default.toml)."""
+    if profile is None:
+        profile = "default"
+    p = Path(profile)
+    if p.is_file():
+        return p
+    named = CONFIG_DIR / f"{profile}.toml"
+    if named.is_file():
+        return named
+    known = ", ".join(sorted(f.stem for f in CONFIG_DIR.glob("*.toml"))) or "none"
+    raise ConfigError(f"no profile {str(profile)!r}: not a file, and not a name in {CONFIG_DIR} ({known})")
+
+
+def load_config(profile: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a TOML profile and apply dotted overrides.
+
+    Args:
+        profile: a path, a profile name in ``configs/``, or None for the default.
+        overrides: items like ``"models.llm.threads=1"``.
+
+    Raises:
+        ConfigError: unreadable TOML, unknown keys or bad values, naming the key.
+    """
+    path = resolve_profile(profile)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    for item in overrides or []:
+        keys, value = _parse_override(item)
+        table = data
+        for k in keys[:-1]:
+            table = table.setdefault(k, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"override {item!r}: {k} is not a table")
+        table[keys[-1]] = value
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a validated Config from a plain dict (as parsed from TOML)."""
+    config: Config = _build(Config, data)
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    a = config.audio
+    for key, rate in (("audio.input_sample_rate", a.input_sample_rate), ("audio.output_sample_rate", a.output_sample_rate)):
+        if rate not in (8000, 16000, 22050, 24000, 32000, 44100, 48000):
+            raise ConfigError(f"{key} = {rate} is not a supported rate")
+    if a.frame_ms <= 0 or (a.input_sample_rate * a.frame_ms) % 1000 or (a.output_sample_rate * a.frame_ms) % 1000:
+        raise ConfigError(
+            f"audio.frame_ms = {a.frame_ms} must give a whole number of samples at both rates"
+        )
+    if not 0.0 < config.turn.vad_threshold <= 1.0:
+        raise ConfigError("turn.vad_threshold must lie in (0, 1]")
+    if config.engine.max_sessions < 1:
+        raise ConfigError("engine.max_sessions must be at least 1")
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The config as a plain dict (for logs and results files)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,1 @@
+"""The models layer: the DuplexModel protocol, stage protocols and their backends."""

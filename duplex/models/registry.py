@@ -1,0 +1,93 @@
+"""Builds the model a profile names, with each stage's real backend."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from duplex.config import Config
+from duplex.errors import ConfigError
+from duplex.models.base import DuplexModel
+from duplex.models.cascade import CascadeModel, CascadeStages
+
+log = logging.getLogger(__name__)
+
+
+def build_model(config: Config) -> DuplexModel:
+    """Load the model named by ``config.models.kind``.
+
+    Raises:
+        ModelNotFound: a weight file is missing (the message says how to install it).
+        ConfigError: the profile names an unknown backend.
+    """
+    kind = config.models.kind
+    if kind == "scripted":
+        from duplex.models.scripted import scripted_model
+
+        return scripted_model(config)
+    if kind == "cascade":
+        return CascadeModel(config, cascade_stages(config))
+    raise ConfigError(f"models.kind = {kind!r} is not a known model")
+
+
+def cascade_stages(config: Config) -> CascadeStages:
+    """Real stage backends for the cascade. Shared stages are loaded once, eagerly,
+    so a missing model fails at start-up, not mid-conversation."""
+    m = config.models
+    from duplex.models.vad_silero import SileroVad
+
+    SileroVad(m.vad.path or None, config.audio.input_sample_rate, m.vad.threads)  # fail early
+
+    def vad() -> SileroVad:
+        return SileroVad(m.vad.path or None, config.audio.input_sample_rate, m.vad.threads)
+
+    from duplex.models.asr_whisper import WhisperRecognizer
+
+    asr = WhisperRecognizer(m.asr.path or None, threads=m.asr.threads, beam_size=m.asr.beam_size)
+
+    if m.tts.engine == "piper":
+        from duplex.models.tts_piper import PiperSynthesizer
+
+        tts_factory = functools.partial(
+            PiperSynthesizer, m.tts.path or None, threads=m.tts.threads, length_scale=m.tts.length_scale
+        )
+    else:
+        from duplex.models.tts_espeak import EspeakSynthesizer
+
+        tts_factory = functools.partial(EspeakSynthesizer, voice=m.tts.voice)
+    tts_shared = tts_factory()
+
+    if m.llm.engine == "llamacpp":
+        from duplex.models.llm_llamacpp import LlamaCppGenerator
+
+        def llm() -> LlamaCppGenerator:
+            return LlamaCppGenerator(
+                m.llm.path or None,
+                threads=m.llm.threads,
+                n_ctx=m.llm.n_ctx,
+                temperature=m.llm.temperature,
+                top_p=m.llm.top_p,
+                seed=m.llm.seed,
+            )
+    else:
+        import os
+
+        from duplex.models.llm_openai_http import OpenAIHttpGenerator
+
+        def llm() -> OpenAIHttpGenerator:  # type: ignore[misc]
+            return OpenAIHttpGenerator(
+                m.llm.base_url,
+                m.llm.model,
+                api_key=os.environ.get(m.llm.api_key_env),
+                timeout_s=m.llm.timeout_s,
+                temperature=m.llm.temperature,
+            )
+
+    first_tts = [tts_shared]
+
+    def tts():  # noqa: ANN202
+        # The first session reuses the voice loaded at start-up; later ones load their own
+        # (a Piper voice is used by one thread at a time).
+        return first_tts.pop() if first_tts else tts_factory()
+
+    return CascadeStages(vad=vad, asr=lambda: asr, llm=llm, tts=tts)

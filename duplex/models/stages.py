@@ -1,0 +1,109 @@
+"""Protocols for the streaming stages a cascade is built from.
+
+Each stage is one module under ``duplex/models`` that satisfies one of these
+protocols. Stages do plain synchronous work on numpy arrays; the runtime decides
+on which thread and in which tick slice they run.
+
+Audio conventions: mono ``float32`` arrays in [-1, 1], at the stage's own
+``sample_rate`` (resampling happens at the cascade's edges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of the dialogue history handed to a text generator."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What a speech recognizer heard in one stretch of audio."""
+
+    text: str
+    compute_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """A word of synthesized speech and where it lies in the chunk's samples."""
+
+    word: str
+    start_sample: int
+    end_sample: int
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    """A piece of synthesized speech with the words it says.
+
+    Attributes:
+        samples: mono float32 audio at the synthesizer's sample rate.
+        text: the text this chunk speaks.
+        words: word timings relative to the start of ``samples`` (exact from the
+            engine where it provides them, otherwise estimated).
+    """
+
+    samples: np.ndarray
+    text: str
+    words: tuple[WordTiming, ...] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class VoiceActivityDetector(Protocol):
+    """Streaming speech probability, one fixed-size frame at a time."""
+
+    sample_rate: int
+    frame_samples: int
+
+    def reset(self) -> None:
+        """Forget the streaming state (a new session or a new stream)."""
+
+    def probability(self, frame: np.ndarray) -> float:
+        """Speech probability in [0, 1] for exactly ``frame_samples`` samples."""
+
+
+@runtime_checkable
+class SpeechRecognizer(Protocol):
+    """Transcribes a stretch of speech. Streaming comes from calling it on a
+    growing buffer (partials) and once more at the end (final)."""
+
+    sample_rate: int
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """Transcribe mono float32 audio at ``sample_rate``."""
+
+
+@runtime_checkable
+class TextGenerator(Protocol):
+    """A chat LLM that streams its answer as text pieces."""
+
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> Iterator[str]:
+        """Yield the answer to ``messages`` piece by piece (tokens or words).
+
+        Closing the iterator early cancels generation.
+        """
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` takes in this model's context."""
+
+
+@runtime_checkable
+class SpeechSynthesizer(Protocol):
+    """Text to speech, a sentence or clause at a time."""
+
+    sample_rate: int
+
+    def synthesize(self, text: str) -> Iterator[SpeechChunk]:
+        """Yield speech for ``text``; the first chunk should come as early as possible."""

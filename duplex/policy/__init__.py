@@ -1,0 +1,1 @@
+"""The policy layer: the turn-taker and the echo canceller."""

@@ -1,0 +1,47 @@
+"""Semantic end-of-turn score from a transcript: does this sound finished?
+
+A cheap lexical model used when no learned end-of-utterance model is
+configured: a question or a statement that ends on a content word sounds
+complete; a turn that ends on a conjunction, a preposition, an article or a
+filler ("a flight to …", "and um") sounds cut off.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Words after which an English utterance is rarely complete.
+_CONTINUATION = frozenset(
+    """a an the and or but so because if when while since although though than
+    to of for with in on at by from into onto about like as
+    my your his her our their its some any every
+    is are was were am be been being do does did have has had will would can could
+    should shall may might must i we you he she they um uh er erm
+    very really just also what which who where how whose whether let""".split()
+)
+
+_WORD = re.compile(r"[a-z']+")
+
+
+def end_of_turn_score(text: str) -> float:
+    """Probability-like score in [0, 1] that ``text`` is a complete turn.
+
+    Args:
+        text: the final transcript of the user's speech so far (with punctuation
+            as the recognizer wrote it).
+    """
+    stripped = text.strip()
+    if not stripped:
+        return 0.0
+    words = _WORD.findall(stripped.lower())
+    if not words:
+        return 0.3
+    if stripped.endswith(("...", "…", ",", "-", "—", ";", ":")):
+        return 0.1
+    if stripped.endswith("?"):
+        return 0.95
+    if words[-1] in _CONTINUATION:
+        return 0.1
+    if stripped.endswith(("!", ".")):
+        return 0.85 if len(words) >= 2 else 0.6
+    return 0.5

@@ -1,0 +1,350 @@
+"""The turn-taker: the conversation state machine of ../DESIGN.md.
+
+States: ``listening`` → ``thinking`` (turn taken, no audio yet) → ``speaking``
+→ ``paused`` (the user may be interrupting; output held, not discarded) → back.
+
+Each tick it reads the model's ``ListenSignals`` and ``AgentStatus`` and returns
+the commands for the model (``duplex.models.actions``) and the events to emit.
+It decides:
+
+- *end of turn*: not silence alone. The pause needed before answering shrinks
+  when the transcript looks complete (semantic end-of-turn score) and grows when
+  it looks cut off ("a flight to …"). A final transcript is requested early, at a
+  short pause, with a response drafted and held (preemptive generation); if the
+  user goes on, the draft is discarded.
+- *barge-in*: user speech while the agent speaks pauses output within a frame;
+  enough speech or enough words confirm the interruption (stop and flush);
+  otherwise the output resumes where it paused.
+- *backchannels*: a short acknowledgement while the agent speaks is reported and
+  does not stop it.
+
+All thresholds come from the profile (``[turn]`` and ``[barge_in]``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from duplex.config import BargeInConfig, TurnConfig
+from duplex.events import (
+    BargeIn,
+    Event,
+    SpeechStarted,
+    SpeechStopped,
+    StateChanged,
+    TurnTaken,
+    UserBackchannel,
+)
+from duplex.models.actions import (
+    Action,
+    DiscardDraft,
+    PauseOutput,
+    ResumeOutput,
+    StopOutput,
+    TakeTurn,
+    Transcribe,
+)
+from duplex.models.base import AgentStatus, ListenSignals
+from duplex.policy.end_of_turn import end_of_turn_score
+
+log = logging.getLogger(__name__)
+
+
+class ConvState(str, Enum):
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    PAUSED = "paused"
+
+
+_WORD = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words of ``text`` without punctuation."""
+    return _WORD.findall(text.lower())
+
+
+def is_backchannel(text: str, vocabulary: list[str], max_words: int = 3) -> bool:
+    """True when ``text`` is only short acknowledgements ("mhm", "yeah, right")."""
+    words = words_of(text)
+    if not words or len(words) > max_words:
+        return False
+    phrases = sorted((tuple(words_of(p)) for p in vocabulary), key=len, reverse=True)
+    i = 0
+    while i < len(words):
+        for phrase in phrases:
+            if phrase and tuple(words[i : i + len(phrase)]) == phrase:
+                i += len(phrase)
+                break
+        else:
+            return False
+    return True
+
+
+@dataclass
+class _Speech:
+    """Speech detection with hysteresis, in stream time."""
+
+    active: bool = False
+    run_ms: float = 0.0  # consecutive speech-frame time not yet promoted to active
+    run_start_ms: float = 0.0
+    onset_ms: float = 0.0
+    last_voice_ms: float = 0.0  # end of the last frame judged speech
+    voiced_ms: float = 0.0  # voiced time in the current active stretch
+
+
+@dataclass
+class _Turn:
+    """The user's turn being built (possibly across mid-utterance pauses)."""
+
+    open: bool = False
+    start_ms: float = 0.0
+    speech_end_ms: float = 0.0
+    voiced_ms: float = 0.0
+    requested_end_ms: float = -1.0  # end of the span last sent for transcription
+    final_text: str | None = None
+    final_end_ms: float = -1.0
+    eot_score: float | None = None
+
+
+@dataclass
+class _Barge:
+    start_ms: float = 0.0
+    requested: bool = False
+    decided: bool = False
+    resume_at_ms: float | None = None
+    text: str = ""
+
+
+@dataclass
+class TurnTaker:
+    """Per-session conversation state machine. Feed it one frame's signals per tick."""
+
+    turn: TurnConfig
+    barge: BargeInConfig
+    frame_ms: float
+    state: ConvState = ConvState.LISTENING
+    _speech: _Speech = field(default_factory=_Speech)
+    _user: _Turn = field(default_factory=_Turn)
+    _barge: _Barge | None = None
+    _speech_started: bool = False  # a SpeechStarted was emitted for the current stretch
+
+    def reset(self) -> None:
+        self.state = ConvState.LISTENING
+        self._speech = _Speech()
+        self._user = _Turn()
+        self._barge = None
+
+    # ------------------------------------------------------------------ helpers
+    def _set_state(self, state: ConvState, t_ms: float, reason: str, events: list[Event]) -> None:
+        if state != self.state:
+            events.append(StateChanged(t_ms, state.value, self.state.value, reason))
+            self.state = state
+
+    def _update_speech(self, t_ms: float, prob: float, onset_ms: float) -> tuple[bool, bool]:
+        """Advance speech detection by one frame. Returns (started, stopped)."""
+        s = self._speech
+        frame_end = t_ms + self.frame_ms
+        voiced = prob >= (self.turn.vad_release if s.active else self.turn.vad_threshold)
+        started = stopped = False
+        if voiced:
+            if s.run_ms == 0.0:
+                s.run_start_ms = t_ms
+            s.run_ms += self.frame_ms
+            s.last_voice_ms = frame_end
+            if s.active:
+                s.voiced_ms += self.frame_ms
+            elif s.run_ms >= onset_ms:
+                s.active, started = True, True
+                s.onset_ms = s.run_start_ms
+                s.voiced_ms = s.run_ms
+        else:
+            s.run_ms = 0.0
+            # Hangover of two frames keeps one weak frame from splitting a word.
+            if s.active and frame_end - s.last_voice_ms >= 2 * self.frame_ms:
+                s.active, stopped = False, True
+        return started, stopped
+
+    @property
+    def turn_open(self) -> bool:
+        """A user turn (or a possible barge-in) is being heard and not yet decided."""
+        return self._user.open or self._barge is not None or self._speech.active
+
+    def silence_ms(self, t_ms: float) -> float:
+        return t_ms + self.frame_ms - self._speech.last_voice_ms
+
+    def _end_silence_needed(self) -> float:
+        """Pause required before taking the turn, from the semantic end-of-turn score."""
+        score = self._user.eot_score
+        if score is None:
+            return float(self.turn.end_silence_ms)
+        lo, hi = self.turn.min_end_silence_ms, self.turn.max_end_silence_ms
+        return hi - score * (hi - lo)
+
+    # ------------------------------------------------------------------ the tick
+    def update(
+        self, t_ms: float, signals: ListenSignals, agent: AgentStatus
+    ) -> tuple[list[Action], list[Event]]:
+        """One tick of decisions.
+
+        Args:
+            t_ms: stream time of the start of the frame just heard.
+            signals: what the model heard in it.
+            agent: what the output side is doing.
+
+        Returns:
+            (commands for the model, events to emit).
+        """
+        actions: list[Action] = []
+        events: list[Event] = []
+        onset = self.barge.pause_onset_ms if self.state in (ConvState.SPEAKING, ConvState.PAUSED) else self.turn.speech_onset_ms
+        started, stopped = self._update_speech(t_ms, signals.vad_prob, onset)
+
+        if started:
+            events.append(SpeechStarted(self._speech.onset_ms))
+        if stopped:
+            events.append(SpeechStopped(self._speech.last_voice_ms))
+
+        # Output side moved on by itself.
+        if self.state == ConvState.THINKING and agent.playing:
+            self._set_state(ConvState.SPEAKING, t_ms, "audio", events)
+        if self.state in (ConvState.SPEAKING, ConvState.THINKING) and agent.finished:
+            self._set_state(ConvState.LISTENING, t_ms, "response done", events)
+
+        if self.state == ConvState.LISTENING:
+            self._listening(t_ms, signals, started, actions, events)
+        elif self.state == ConvState.THINKING:
+            if started:
+                # The user went on: the turn was not over. Drop the answer, keep the turn.
+                actions.append(StopOutput())
+                self._user.requested_end_ms = -1.0
+                self._user.final_text = None
+                self._user.eot_score = None
+                self._set_state(ConvState.LISTENING, t_ms, "user continued", events)
+        elif self.state == ConvState.SPEAKING:
+            if started and self.barge.enabled:
+                self._barge = _Barge(start_ms=self._speech.onset_ms)
+                actions.append(PauseOutput())
+                events.append(BargeIn(t_ms, "pause", agent.response_id))
+                self._set_state(ConvState.PAUSED, t_ms, "user speech", events)
+        elif self.state == ConvState.PAUSED:
+            self._paused(t_ms, signals, agent, actions, events)
+        return actions, events
+
+    def _open_turn(self, start_ms: float) -> None:
+        self._user = _Turn(open=True, start_ms=start_ms)
+
+    def _listening(
+        self,
+        t_ms: float,
+        signals: ListenSignals,
+        started: bool,
+        actions: list[Action],
+        events: list[Event],
+    ) -> None:
+        u = self._user
+        if started:
+            if not u.open:
+                self._open_turn(self._speech.onset_ms)
+                u = self._user
+            elif u.requested_end_ms >= 0:
+                actions.append(DiscardDraft())
+                u.requested_end_ms = -1.0
+                u.final_text = None
+                u.eot_score = None
+        if not u.open:
+            return
+        if self._speech.active:
+            u.speech_end_ms = self._speech.last_voice_ms
+            return
+        u.speech_end_ms = self._speech.last_voice_ms
+        if signals.final_text is not None and abs(signals.final_end_ms - u.requested_end_ms) < 1e-6:
+            u.final_text = signals.final_text
+            u.final_end_ms = signals.final_end_ms
+            u.eot_score = (
+                signals.eot_score
+                if signals.eot_score is not None
+                else end_of_turn_score(signals.final_text)
+            )
+        silence = self.silence_ms(t_ms)
+        if u.requested_end_ms < 0 and silence >= self.turn.preempt_silence_ms:
+            speech_ms = u.speech_end_ms - u.start_ms
+            if speech_ms < self.turn.min_turn_ms:
+                self._user = _Turn()  # a click or a cough: no turn
+                return
+            u.requested_end_ms = u.speech_end_ms
+            actions.append(Transcribe(u.start_ms, u.speech_end_ms, draft=True))
+            return
+        if u.final_text is None:
+            return
+        if not u.final_text.strip():
+            # Nothing intelligible: not a turn (noise, breath).
+            actions.append(DiscardDraft())
+            self._user = _Turn()
+            return
+        if silence >= self._end_silence_needed():
+            actions.append(TakeTurn(u.final_text, u.speech_end_ms))
+            events.append(TurnTaken(t_ms, u.speech_end_ms, u.final_text, u.eot_score or 0.0))
+            self._set_state(ConvState.THINKING, t_ms, "end of turn", events)
+            self._user = _Turn()
+
+    def _paused(
+        self,
+        t_ms: float,
+        signals: ListenSignals,
+        agent: AgentStatus,
+        actions: list[Action],
+        events: list[Event],
+    ) -> None:
+        b = self._barge
+        assert b is not None
+        if agent.finished and not agent.responding:
+            # Nothing left to resume: the paused response ran out while held.
+            pass
+        speech_ms = (self._speech.last_voice_ms - b.start_ms) if self._speech.active else 0.0
+        partial_words = [
+            w for w in words_of(signals.partial_text or "")
+            if not is_backchannel(w, self.barge.backchannel_words)
+        ]
+        if speech_ms >= self.barge.confirm_speech_ms or len(partial_words) >= self.barge.confirm_words:
+            self._confirm(t_ms, agent, actions, events)
+            return
+        if self._speech.active:
+            b.resume_at_ms = None
+            return
+        # The burst ended: find out what it was.
+        if not b.requested:
+            b.requested = True
+            actions.append(Transcribe(b.start_ms, self._speech.last_voice_ms, draft=False))
+        if signals.final_text is not None and not b.decided:
+            b.decided = True
+            b.text = signals.final_text
+            if b.text.strip() and not is_backchannel(b.text, self.barge.backchannel_words):
+                self._confirm(t_ms, agent, actions, events)
+                return
+            if b.text.strip():
+                events.append(UserBackchannel(t_ms, b.text.strip()))
+            b.resume_at_ms = self._speech.last_voice_ms + self.barge.resume_after_ms
+        if b.resume_at_ms is None and self.silence_ms(t_ms) >= self.barge.resume_after_ms * 3:
+            b.resume_at_ms = t_ms  # no transcript came: treat as noise
+        if b.resume_at_ms is not None and t_ms + self.frame_ms >= b.resume_at_ms:
+            actions.append(ResumeOutput())
+            events.append(BargeIn(t_ms, "false_alarm", agent.response_id))
+            self._barge = None
+            self._set_state(ConvState.SPEAKING, t_ms, "false alarm", events)
+
+    def _confirm(
+        self, t_ms: float, agent: AgentStatus, actions: list[Action], events: list[Event]
+    ) -> None:
+        b = self._barge
+        assert b is not None
+        actions.append(StopOutput())
+        events.append(BargeIn(t_ms, "confirmed", agent.response_id))
+        self._barge = None
+        self._open_turn(b.start_ms)
+        self._user.speech_end_ms = self._speech.last_voice_ms
+        self._set_state(ConvState.LISTENING, t_ms, "interrupted", events)

@@ -1,0 +1,1 @@
+"""Reports: run summaries, timeline plots."""

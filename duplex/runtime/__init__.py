@@ -1,0 +1,1 @@
+"""The runtime layer: the TDM engine, sessions, clocks, lanes and metrics."""

@@ -1,0 +1,256 @@
+"""Lanes: where a session's long model work (ASR finals, LLM, TTS) runs.
+
+Work that cannot fit in one tick is a *job*: a generator that yields results
+step by step (a transcript, a clause of text, a chunk of audio). A lane runs
+jobs first-in first-out and hands their results back to the tick that polls it.
+
+- ``ThreadLane`` (real-time clock): a worker thread steps the job; results are
+  handed over as soon as they exist.
+- ``InlineLane`` (offline clock): the job is stepped lazily inside the tick that
+  polls, and each step's measured compute time is charged to the lane's own
+  timeline, so a result is released only at the stream time it would have been
+  ready in a real-time run. Offline runs are therefore fast but honest.
+
+Cancelling a job closes its generator: no further step is computed.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+JobFactory = Callable[[], Iterator[Any]]
+_ids = itertools.count(1)
+
+
+@dataclass
+class Job:
+    """One unit of lane work. ``may_step`` lets the owner hold it back (backpressure)."""
+
+    name: str
+    factory: JobFactory
+    submitted_ms: float
+    may_step: Callable[[], bool] = lambda: True
+    id: int = field(default_factory=lambda: next(_ids))
+    cancelled: bool = False
+    done: bool = False
+    compute_ms: float = 0.0
+    steps: int = 0
+    _gen: Iterator[Any] | None = None
+
+    def step(self) -> tuple[bool, Any]:
+        """Advance one step. Returns (produced, item); done is set at exhaustion."""
+        if self._gen is None:
+            self._gen = self.factory()
+        try:
+            item = next(self._gen)
+        except StopIteration:
+            self.done = True
+            return False, None
+        self.steps += 1
+        return True, item
+
+    def close(self) -> None:
+        gen = self._gen
+        if isinstance(gen, Generator):
+            try:
+                gen.close()
+            except Exception:  # pragma: no cover - a generator's cleanup failing is logged only
+                log.exception("job %s failed while closing", self.name)
+
+
+@dataclass(frozen=True)
+class LaneResult:
+    """A job's item, and the stream time it became ready."""
+
+    job: Job
+    item: Any
+    ready_ms: float
+    error: BaseException | None = None
+
+
+class Lane(Protocol):
+    """A FIFO executor of jobs for one session."""
+
+    name: str
+
+    def submit(
+        self,
+        name: str,
+        factory: JobFactory,
+        submitted_ms: float,
+        may_step: Callable[[], bool] | None = None,
+    ) -> Job: ...
+
+    def cancel(self, job: Job) -> None: ...
+
+    def poll(self, now_ms: float) -> list[LaneResult]: ...
+
+    def busy(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class InlineLane:
+    """Offline lane: steps jobs lazily, charging measured compute to its own timeline."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._queue: collections.deque[Job] = collections.deque()
+        self._pending: list[LaneResult] = []
+        self.cursor_ms = 0.0
+
+    def submit(
+        self,
+        name: str,
+        factory: JobFactory,
+        submitted_ms: float,
+        may_step: Callable[[], bool] | None = None,
+    ) -> Job:
+        job = Job(name, factory, submitted_ms, may_step or (lambda: True))
+        self._queue.append(job)
+        return job
+
+    def cancel(self, job: Job) -> None:
+        job.cancelled = True
+        job.close()
+        self._pending = [r for r in self._pending if r.job is not job]
+
+    def busy(self) -> bool:
+        return any(not j.cancelled and not j.done for j in self._queue) or bool(self._pending)
+
+    def poll(self, now_ms: float) -> list[LaneResult]:
+        while self._queue:
+            job = self._queue[0]
+            if job.cancelled or job.done:
+                self._queue.popleft()
+                continue
+            self.cursor_ms = max(self.cursor_ms, job.submitted_ms)
+            if self.cursor_ms > now_ms:
+                break
+            if not job.may_step():
+                self.cursor_ms = max(self.cursor_ms, now_ms)
+                break
+            t0 = time.perf_counter()
+            try:
+                produced, item = job.step()
+                error = None
+            except Exception as exc:  # a failing model step becomes an error result
+                log.exception("job %s failed", job.name)
+                produced, item, error = True, None, exc
+                job.done = True
+            used = 1000.0 * (time.perf_counter() - t0)
+            job.compute_ms += used
+            self.cursor_ms += used
+            if produced:
+                self._pending.append(LaneResult(job, item, self.cursor_ms, error))
+        ready = [r for r in self._pending if r.ready_ms <= now_ms]
+        self._pending = [r for r in self._pending if r.ready_ms > now_ms]
+        return ready
+
+    def close(self) -> None:
+        for job in self._queue:
+            job.cancelled = True
+            job.close()
+        self._queue.clear()
+        self._pending.clear()
+
+
+class ThreadLane:
+    """Real-time lane: a worker thread steps jobs as fast as they compute."""
+
+    def __init__(self, name: str, now_ms: Callable[[], float]) -> None:
+        self.name = name
+        self._now_ms = now_ms
+        self._queue: collections.deque[Job] = collections.deque()
+        self._results: collections.deque[LaneResult] = collections.deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._current: Job | None = None
+        self._thread = threading.Thread(target=self._run, name=f"lane-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self,
+        name: str,
+        factory: JobFactory,
+        submitted_ms: float,
+        may_step: Callable[[], bool] | None = None,
+    ) -> Job:
+        job = Job(name, factory, submitted_ms, may_step or (lambda: True))
+        with self._cv:
+            self._queue.append(job)
+            self._cv.notify()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        with self._cv:
+            job.cancelled = True
+            if job in self._queue:
+                self._queue.remove(job)
+            self._results = collections.deque(r for r in self._results if r.job is not job)
+            self._cv.notify()
+
+    def busy(self) -> bool:
+        with self._cv:
+            return bool(self._queue) or self._current is not None or bool(self._results)
+
+    def poll(self, now_ms: float) -> list[LaneResult]:
+        with self._cv:
+            out = list(self._results)
+            self._results.clear()
+        return [r for r in out if not r.job.cancelled]
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            for job in self._queue:
+                job.cancelled = True
+            self._queue.clear()
+            if self._current is not None:
+                self._current.cancelled = True
+            self._cv.notify()
+        self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and not self._queue:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                job = self._queue.popleft()
+                self._current = job
+            self._drive(job)
+            with self._cv:
+                self._current = None
+
+    def _drive(self, job: Job) -> None:
+        while not job.cancelled and not self._closed:
+            if not job.may_step():
+                time.sleep(0.01)
+                continue
+            t0 = time.perf_counter()
+            try:
+                produced, item = job.step()
+                error = None
+            except Exception as exc:
+                log.exception("job %s failed", job.name)
+                produced, item, error = True, None, exc
+                job.done = True
+            job.compute_ms += 1000.0 * (time.perf_counter() - t0)
+            if produced:
+                with self._cv:
+                    if not job.cancelled:
+                        self._results.append(LaneResult(job, item, self._now_ms(), error))
+            if job.done:
+                break
+        job.close()

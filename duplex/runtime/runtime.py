@@ -1,0 +1,115 @@
+"""The Runtime: a loaded model, an engine and a clock, behind every transport."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from duplex.config import Config, load_config
+from duplex.models.base import DuplexModel
+from duplex.runtime.clock import OfflineClock, RealtimeClock
+from duplex.runtime.engine import Engine
+from duplex.runtime.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Loads a model once and opens sessions on an engine.
+
+    Args:
+        config: the profile.
+        model: a loaded model; None builds the one the profile names.
+        clock: ``"realtime"`` (microphone, WebSocket) or ``"offline"`` (files, eval).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        model: DuplexModel | None = None,
+        clock: Literal["realtime", "offline"] = "realtime",
+    ) -> None:
+        self.config = config
+        if model is None:
+            from duplex.models.registry import build_model
+
+            model = build_model(config)
+        self.model = model
+        self.clock = RealtimeClock() if clock == "realtime" else OfflineClock()
+        self.engine = Engine(config, self.clock)
+        self._ids = itertools.count(1)
+        self.sessions: dict[str, Session] = {}
+
+    @classmethod
+    def from_config(
+        cls,
+        path: str | Path | None = None,
+        overrides: list[str] | None = None,
+        clock: Literal["realtime", "offline"] = "realtime",
+    ) -> Runtime:
+        """Load a profile (path or name in ``configs/``) and its model."""
+        return cls(load_config(path, overrides), clock=clock)
+
+    @property
+    def realtime(self) -> bool:
+        return self.clock.realtime
+
+    def open_session(self, session_id: str | None = None) -> Session:
+        """Open a conversation. In real time it starts ticking at once."""
+        sid = session_id or f"s{next(self._ids)}-{uuid.uuid4().hex[:6]}"
+        clock = self.clock
+        now = getattr(clock, "now_ms", lambda: 0.0)
+        model_session = self.model.open_session(sid, lambda name: clock.make_lane(name, now))
+        session = Session(sid, self.config, model_session)
+        self.sessions[sid] = session
+        if self.realtime:
+            self.engine.add(session)
+        return session
+
+    def close_session(self, session: Session, reason: str = "closed") -> None:
+        if self.realtime:
+            self.engine.remove(session)
+        session.close(reason)
+        self.sessions.pop(session.id, None)
+
+    def run_offline(self, session: Session, audio: np.ndarray, *, tail_s: float = 15.0, on_frame=None) -> None:  # noqa: ANN001
+        """Feed ``audio`` through ``session`` frame by frame on the offline clock, then
+        keep ticking on silence until the agent is done (at most ``tail_s``)."""
+        if self.realtime:
+            raise RuntimeError("run_offline needs a runtime opened with clock='offline'")
+        n = session.frame_samples
+        total = len(audio) // n + (1 if len(audio) % n else 0)
+        for i in range(total):
+            frame = audio[i * n : (i + 1) * n]
+            if len(frame) < n:
+                frame = np.pad(frame, (0, n - len(frame)))
+            session.step(frame)
+            if on_frame is not None:
+                on_frame(i + 1, total)
+        silence = np.zeros(n, np.float32)
+        idle_run = 0
+        for _ in range(int(tail_s * 1000 / session.frame_ms)):
+            if session.idle():
+                idle_run += 1
+                if idle_run * session.frame_ms >= 500:
+                    break
+            else:
+                idle_run = 0
+            session.step(silence)
+
+    def close(self) -> None:
+        for s in list(self.sessions.values()):
+            self.close_session(s)
+        self.engine.stop()
+        self.model.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

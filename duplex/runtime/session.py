@@ -1,0 +1,181 @@
+"""A session: one conversation's input buffer, turn-taker, model state and events.
+
+``push_audio`` may be called from any thread; the engine calls ``step`` once per
+tick with one input frame. All of a session's state lives here or in its model
+session, and is dropped with it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from duplex.audio.frame import as_mono_float32
+from duplex.audio.resample import StreamResampler
+from duplex.config import Config
+from duplex.errors import AudioFormatError, SessionClosed
+from duplex.events import ErrorEvent, Event, SessionClosed as SessionClosedEvent, SessionStarted, Stall
+from duplex.models.base import ModelSession
+from duplex.policy.turn_taker import ConvState, TurnTaker
+from duplex.runtime.channel import EventChannel
+from duplex.runtime.metrics import TickMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    """One conversation. Create through ``Runtime.open_session``."""
+
+    def __init__(self, session_id: str, config: Config, model_session: ModelSession) -> None:
+        self.id = session_id
+        self.config = config
+        self.model = model_session
+        self.turn_taker = TurnTaker(config.turn, config.barge_in, float(config.audio.frame_ms))
+        self.frame_samples = config.frame_samples
+        self.frame_ms = float(config.audio.frame_ms)
+        budget = config.engine.tick_budget_ms or self.frame_ms
+        self.metrics = TickMetrics(budget_ms=budget)
+        self.channel = EventChannel(config.engine.event_queue_size)
+        self._inbox: collections.deque[np.ndarray] = collections.deque()
+        self._inbox_samples = 0
+        self._partial = np.zeros(0, np.float32)
+        self._lock = threading.Lock()
+        self._resamplers: dict[int, StreamResampler] = {}
+        self.ticks = 0
+        self.closed = False
+        self.dropped_input_samples = 0
+        self.last_input_wall = time.monotonic()
+        self.trace: list[tuple[float, float, str, float]] | None = None  # (t_ms, vad, state, out_rms)
+        self.emit(SessionStarted(0.0, session_id, config.audio.input_sample_rate, config.audio.output_sample_rate, config.audio.frame_ms))
+
+    @property
+    def t_ms(self) -> float:
+        """Stream time of the next frame to be consumed."""
+        return self.ticks * self.frame_ms
+
+    @property
+    def state(self) -> ConvState:
+        return self.turn_taker.state
+
+    # ---------------------------------------------------------------- input
+    def push_audio(self, pcm: np.ndarray | bytes, sample_rate: int | None = None) -> None:
+        """Queue user audio. Float32 mono in [-1, 1], int16 PCM, or PCM16 bytes.
+
+        Args:
+            pcm: the samples.
+            sample_rate: their rate; resampled when it differs from the profile's
+                input rate. None means the profile's input rate.
+
+        Raises:
+            SessionClosed: the session was closed.
+            AudioFormatError: stereo, non-numeric or non-finite input.
+        """
+        if self.closed:
+            raise SessionClosed(f"session {self.id} is closed; open a new one")
+        if isinstance(pcm, bytes | bytearray | memoryview):
+            from duplex.audio.frame import pcm16_to_float
+
+            samples = pcm16_to_float(bytes(pcm))
+        else:
+            samples = as_mono_float32(pcm, what="pushed audio")
+        rate = sample_rate or self.config.audio.input_sample_rate
+        if rate != self.config.audio.input_sample_rate:
+            if rate < 8000 or rate > 192000:
+                raise AudioFormatError(f"unsupported sample rate {rate} Hz")
+            rs = self._resamplers.setdefault(rate, StreamResampler(rate, self.config.audio.input_sample_rate))
+            samples = rs.process(samples)
+        with self._lock:
+            self._inbox.append(samples)
+            self._inbox_samples += len(samples)
+            self.last_input_wall = time.monotonic()
+
+    def input_backlog(self) -> int:
+        """Samples queued and not yet consumed."""
+        with self._lock:
+            return self._inbox_samples + len(self._partial)
+
+    def bound_backlog(self, max_samples: int) -> None:
+        """Drop the oldest input beyond ``max_samples`` (real time cannot wait forever)."""
+        with self._lock:
+            excess = self._inbox_samples + len(self._partial) - max_samples
+            if excess <= 0:
+                return
+            self.dropped_input_samples += excess
+            buf = np.concatenate([self._partial, *self._inbox])[excess:]
+            self._inbox.clear()
+            self._partial = buf
+            self._inbox_samples = 0
+
+    def take_frame(self) -> np.ndarray | None:
+        """Pop exactly one input frame, or None if less than a frame is queued."""
+        n = self.frame_samples
+        with self._lock:
+            while len(self._partial) < n and self._inbox:
+                chunk = self._inbox.popleft()
+                self._inbox_samples -= len(chunk)
+                self._partial = np.concatenate([self._partial, chunk]) if len(self._partial) else chunk
+            if len(self._partial) < n:
+                return None
+            frame, self._partial = self._partial[:n], self._partial[n:]
+        return frame
+
+    # ---------------------------------------------------------------- the tick
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """One tick: listen → decide → think → speak. Returns the output frame."""
+        t_ms = self.t_ms
+        t0 = time.perf_counter()
+        signals = self.model.listen(frame, t_ms)
+        t1 = time.perf_counter()
+        actions, events = self.turn_taker.update(t_ms, signals, self.model.status())
+        events += self.model.act(actions, t_ms)
+        t2 = time.perf_counter()
+        events += self.model.think(t_ms)
+        t3 = time.perf_counter()
+        spoken = self.model.speak(t_ms)
+        events += spoken.events
+        t4 = time.perf_counter()
+        used_ms = 1000.0 * (t4 - t0)
+        phases = {"listen": 1000 * (t1 - t0), "decide": 1000 * (t2 - t1), "think": 1000 * (t3 - t2), "speak": 1000 * (t4 - t3)}
+        speaking = self.turn_taker.state in (ConvState.SPEAKING, ConvState.PAUSED)
+        self.metrics.record(used_ms, phases, speaking)
+        if used_ms > self.metrics.budget_ms:
+            events.append(Stall(t_ms, "tick", used_ms, self.metrics.budget_ms))
+        for e in events:
+            self.emit(e)
+        if self.trace is not None:
+            rms = float(np.sqrt(np.mean(spoken.samples.astype(np.float64) ** 2))) if len(spoken.samples) else 0.0
+            self.trace.append((t_ms, signals.vad_prob, self.turn_taker.state.value, rms))
+        self.ticks += 1
+        return spoken.samples
+
+    def idle(self) -> bool:
+        """True when nothing is pending: no open user turn response, no output."""
+        st = self.model.status()
+        return self.turn_taker.state == ConvState.LISTENING and not st.responding and not self.turn_taker.turn_open
+
+    # ---------------------------------------------------------------- events
+    def emit(self, event: Event) -> None:
+        self.channel.put(event)
+
+    def error(self, message: str, code: str = "error") -> None:
+        self.emit(ErrorEvent(self.t_ms, message, code))
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Async stream of this session's events until it closes."""
+        async for e in self.channel.stream():
+            yield e
+
+    def close(self, reason: str = "closed") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.model.close()
+        finally:
+            self.emit(SessionClosedEvent(self.t_ms, reason))
+            self.channel.close()

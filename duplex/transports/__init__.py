@@ -1,0 +1,1 @@
+"""Transports: files, microphone, WebSocket (native + OpenAI Realtime subset), web page."""

@@ -1,0 +1,113 @@
+"""The file transport: a WAV in, a conversation out (``duplex run``).
+
+Writes, streaming so memory stays flat on long inputs:
+
+- ``conversation.wav``: stereo, user left, agent right, aligned in stream time;
+- ``events.jsonl``: every event but the audio frames, one JSON object a line;
+- ``timeline.png``: waveforms, VAD, conversation state and both sides' text;
+- ``summary.json``: the figures printed by the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from duplex.audio.resample import StreamResampler, resample
+from duplex.audio.wav import read_wav
+from duplex.config import Config
+from duplex.events import AUDIO_EVENT_TYPES, Event
+from duplex.models.base import DuplexModel
+from duplex.report.summary import summarize
+from duplex.runtime.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    events: list[dict]
+    summary: dict
+
+
+def load_input(path: str | Path, config: Config, *, allow_resample: bool = False) -> np.ndarray:
+    """Read a mono WAV at the profile's input rate (or resample it when allowed)."""
+    rate_needed = config.audio.input_sample_rate
+    samples, rate = read_wav(path, expect_rate=None if allow_resample else rate_needed)
+    if rate != rate_needed:
+        samples = resample(samples, rate, rate_needed)
+    return samples
+
+
+def run_file(
+    in_path: str | Path,
+    out_dir: str | Path,
+    config: Config,
+    *,
+    model: DuplexModel | None = None,
+    allow_resample: bool = False,
+    plot: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    tail_s: float = 15.0,
+) -> RunResult:
+    """Run one WAV through a session on the offline clock and write the outputs."""
+    audio = load_input(in_path, config, allow_resample=allow_resample)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runtime = Runtime(config, model=model, clock="offline")
+    try:
+        session = runtime.open_session("run")
+        session.trace = []
+        out_rate = config.audio.output_sample_rate
+        up = StreamResampler(config.audio.input_sample_rate, out_rate)
+        events: list[dict] = []
+        with sf.SoundFile(str(out / "conversation.wav"), "w", out_rate, 2, "PCM_16") as wav, open(
+            out / "events.jsonl", "w"
+        ) as log_file:
+            n = session.frame_samples
+            out_n = config.output_frame_samples
+
+            def write_tick(user: np.ndarray, agent: np.ndarray) -> None:
+                u = up.process(user)
+                m = max(len(u), out_n)
+                block = np.zeros((m, 2), np.float32)
+                block[: len(u), 0] = u
+                block[: len(agent), 1] = agent
+                wav.write(np.clip(block, -1.0, 1.0))
+                for e in session.channel.drain():
+                    _log_event(e, events, log_file)
+
+            orig_step = session.step
+
+            def step(frame: np.ndarray) -> np.ndarray:
+                agent = orig_step(frame)
+                write_tick(frame, agent)
+                return agent
+
+            session.step = step  # type: ignore[method-assign]
+            runtime.run_offline(session, audio, tail_s=tail_s, on_frame=progress)
+            del n
+        summary = summarize(events, session.metrics.summary(), duration_s=session.t_ms / 1000.0)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if plot:
+            from duplex.report.timeline import plot_timeline
+
+            plot_timeline(out / "conversation.wav", events, session.trace, out / "timeline.png")
+        return RunResult(out, events, summary)
+    finally:
+        runtime.close()
+
+
+def _log_event(e: Event, events: list[dict], log_file) -> None:  # noqa: ANN001
+    if e.type in AUDIO_EVENT_TYPES:
+        return
+    d = e.to_dict()
+    events.append(d)
+    log_file.write(json.dumps(d) + "\n")

@@ -1,0 +1,28 @@
+"""Shared test fixtures: audio makers and the scripted runtime."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SR = 16000
+
+
+def tone(seconds: float, freq: float = 300.0, amp: float = 0.2, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def silence(seconds: float, sr: int = SR) -> np.ndarray:
+    return np.zeros(int(seconds * sr), np.float32)
+
+
+@pytest.fixture
+def scripted_config():
+    from duplex.config import config_from_dict
+
+    return config_from_dict({"models": {"kind": "scripted"}})

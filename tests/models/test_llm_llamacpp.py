@@ -1,0 +1,134 @@
+"""LlamaCppGenerator on the real SmolLM2-135M weights, and the pure context-fitting rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from duplex.models.llm_llamacpp import LlamaCppGenerator, fit_context
+from duplex.models.stages import ChatMessage, TextGenerator
+
+SYSTEM = ChatMessage("system", "You are a helpful voice assistant. Answer in one short sentence.")
+
+
+def _words(message: ChatMessage) -> int:
+    return len(message.content.split()) + 2
+
+
+def _history(n_exchanges: int) -> list[ChatMessage]:
+    messages = [SYSTEM]
+    for i in range(n_exchanges):
+        messages.append(ChatMessage("user", f"question number {i} about the weather today"))
+        messages.append(ChatMessage("assistant", f"answer number {i} it is sunny and warm"))
+    return messages
+
+
+# -- fit_context (pure) ----------------------------------------------------------------
+
+
+def test_fit_context_returns_everything_that_fits() -> None:
+    messages = _history(3) + [ChatMessage("user", "and tomorrow")]
+    assert fit_context(messages, _words, budget=1000) == messages
+
+
+def test_fit_context_keeps_system_and_first_exchange_and_most_recent_within_budget() -> None:
+    messages = _history(20) + [ChatMessage("user", "what should I wear")]
+    kept = fit_context(messages, _words, budget=60)
+    assert kept[:3] == messages[:3]  # system, first question, first answer: the sinks
+    assert kept[-1] == messages[-1]
+    tail = kept[3:]
+    assert tail == messages[len(messages) - len(tail) :]  # a contiguous recent run
+    assert sum(_words(m) for m in kept) <= 60
+    # and no further message would have fit
+    assert sum(_words(m) for m in kept) + _words(messages[-len(tail) - 1]) > 60
+
+
+def test_fit_context_gives_up_first_exchange_before_the_last_message() -> None:
+    long_last = ChatMessage("user", "word " * 40)
+    kept = fit_context(_history(5) + [long_last], _words, budget=55)
+    assert kept[0] == SYSTEM
+    assert kept[-1] == long_last
+    assert sum(_words(m) for m in kept) <= 55
+
+
+def test_two_hundred_turn_history_fits_with_sinks() -> None:
+    messages = _history(200) + [ChatMessage("user", "last question")]
+    kept = fit_context(messages, _words, budget=300)
+    assert kept[:3] == messages[:3]
+    assert kept[-1] == messages[-1]
+    assert sum(_words(m) for m in kept) <= 300
+
+
+# -- real model ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[LlamaCppGenerator]:
+    pytest.importorskip("llama_cpp")
+    generator = LlamaCppGenerator(threads=2, n_ctx=512, temperature=0.0, seed=1)
+    yield generator
+    generator.close()
+
+
+def test_satisfies_text_generator_protocol(llm: LlamaCppGenerator) -> None:
+    assert isinstance(llm, TextGenerator)
+    assert llm.chat_format.name == "chatml"  # read from the GGUF's chat template
+
+
+def test_count_tokens_counts_model_tokens(llm: LlamaCppGenerator) -> None:
+    assert llm.count_tokens("") == 0
+    assert 1 <= llm.count_tokens("Hello there, how are you?") <= 10
+
+
+def test_question_gets_a_relevant_answer_streamed_in_pieces(llm: LlamaCppGenerator) -> None:
+    question = [SYSTEM, ChatMessage("user", "What is the capital of France?")]
+    pieces = list(llm.stream(question, max_tokens=24))
+    answer = "".join(pieces)
+    assert len(pieces) >= 3
+    assert "paris" in answer.lower()
+    assert "<|im_end|>" not in answer and "<|im_start|>" not in answer
+
+
+def test_closing_the_stream_stops_decoding(llm: LlamaCppGenerator) -> None:
+    question = [SYSTEM, ChatMessage("user", "Tell me a long story about a dragon.")]
+    stream = llm.stream(question, max_tokens=100)
+    next(stream)
+    next(stream)
+    cached_after_two = llm._llm.n_tokens
+    stream.close()
+    assert llm._llm.n_tokens == cached_after_two  # nothing decoded after close
+    assert cached_after_two >= llm.last_prompt_tokens + 2
+
+
+def test_next_turn_evaluates_only_the_new_tokens(llm: LlamaCppGenerator) -> None:
+    turn1 = [SYSTEM, ChatMessage("user", "Name a fruit.")]
+    answer = "".join(llm.stream(turn1, max_tokens=16))
+    first_eval = llm.last_prompt_eval_tokens
+    turn2 = turn1 + [ChatMessage("assistant", answer), ChatMessage("user", "Name another one.")]
+    "".join(llm.stream(turn2, max_tokens=16))
+    new_user = ChatMessage("user", "Name another one.")
+    new_tokens = len(llm._segment(new_user)) + len(
+        llm._segment(ChatMessage("assistant", ""), generation_prompt=True)
+    )
+    # the answer's end marker and the new user turn, give or take a re-tokenized word
+    assert llm.last_prompt_eval_tokens <= new_tokens + 4
+    assert llm.last_prompt_eval_tokens < first_eval
+
+
+def test_long_conversation_stays_in_context_and_reuses_cache(llm: LlamaCppGenerator) -> None:
+    history = _history(60) + [ChatMessage("user", "What is two plus two?")]
+    llm.stream(history, max_tokens=8).close()  # fills the cache, nothing decoded
+    "".join(llm.stream(history, max_tokens=8))
+    evals = []
+    for i in range(3):
+        history = history + [
+            ChatMessage("assistant", "It is four."),
+            ChatMessage("user", f"And {i} plus two?"),
+        ]
+        answer = "".join(llm.stream(history, max_tokens=8))
+        assert answer.strip()
+        assert llm._llm.n_tokens <= llm.n_ctx
+        evals.append(llm.last_prompt_eval_tokens)
+    # the oldest middle messages are shifted out of the KV cache instead of re-evaluating
+    assert max(evals) < 40, evals
