@@ -36,9 +36,10 @@ class ResponseTrack:
     def played_ms(self) -> float:
         return 1000.0 * self.played / self.sample_rate
 
-    def heard_text(self) -> str:
-        """Words whose midpoint has been played."""
-        return " ".join(w.text for w in self.words if (w.start + w.end) / 2 <= self.played)
+    def heard_text(self, played: int | None = None) -> str:
+        """Words whose midpoint lies within the first ``played`` samples (default: all played)."""
+        upto = self.played if played is None else min(played, self.played)
+        return " ".join(w.text for w in self.words if (w.start + w.end) / 2 <= upto)
 
 
 class PlayoutQueue:

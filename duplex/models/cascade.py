@@ -179,6 +179,7 @@ class CascadeSession:
         self._finished = False
         self._pending_events: list[Event] = []
         self._echo_db = -120.0
+        self._last_track: ResponseTrack | None = None
 
     # ------------------------------------------------------------------ listen
     def _ms_to_sample(self, t_ms: float) -> int:
@@ -448,6 +449,7 @@ class CascadeSession:
         full = track.text + "".join(" " + p for p in draft.text_parts)
         self.dialogue.add_assistant(heard, interrupted=interrupted)
         self._playing = None
+        self._last_track = track
         self.playout.track = None
         self._finished = True
         self._paused = False
@@ -457,6 +459,20 @@ class CascadeSession:
         events = self._end_playing(t_ms, interrupted=True)
         self._discard_draft()
         return events
+
+    def truncate(self, response_id: str, audio_end_ms: float, t_ms: float) -> list[Event]:
+        """Keep in the history only what was heard of ``response_id`` up to ``audio_end_ms``."""
+        track = self._last_track if self._last_track and self._last_track.response_id == response_id else None
+        if track is None and self.playout.track is not None and self.playout.track.response_id == response_id:
+            track = self.playout.track
+        if track is None:
+            return [ErrorEvent(t_ms, f"no response {response_id} to truncate", "unknown_response")]
+        heard = track.heard_text(int(audio_end_ms * self.out_rate / 1000))
+        self.dialogue.replace_last_assistant(heard, interrupted=True)
+        return []
+
+    def set_instructions(self, text: str) -> None:
+        self.dialogue.set_system(text)
 
     # ------------------------------------------------------------------ status
     def status(self) -> AgentStatus:

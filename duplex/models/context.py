@@ -35,6 +35,17 @@ class Dialogue:
         self.messages.append(ChatMessage("assistant", text.strip()))
         self._bound()
 
+    def replace_last_assistant(self, text: str, *, interrupted: bool = False) -> None:
+        """Rewrite the last assistant message (a client truncated its playback)."""
+        for i in range(len(self.messages) - 1, -1, -1):
+            if self.messages[i].role == "assistant":
+                del self.messages[i]
+                break
+        self.add_assistant(text, interrupted=interrupted)
+
+    def set_system(self, text: str) -> None:
+        self.system = ChatMessage("system", text)
+
     def messages_with_user(self, text: str) -> list[ChatMessage]:
         """The messages to answer ``text`` with (the history is not changed)."""
         history = list(self.messages)

@@ -131,7 +131,48 @@ class TurnTaker:
     _speech: _Speech = field(default_factory=_Speech)
     _user: _Turn = field(default_factory=_Turn)
     _barge: _Barge | None = None
-    _speech_started: bool = False  # a SpeechStarted was emitted for the current stretch
+    auto_turns: bool = True  # False: turns end only when the client commits (manual mode)
+    _force_take: bool = False
+
+    def commit(self, t_ms: float) -> tuple[list[Action], list[Event]]:
+        """The client says the user's turn is over (``input_audio_buffer.commit``)."""
+        actions: list[Action] = []
+        u = self._user
+        if not u.open and self._speech.active:
+            self._open_turn(self._speech.onset_ms)
+            u = self._user
+        if not u.open:
+            return actions, []
+        u.speech_end_ms = self._speech.last_voice_ms
+        if u.requested_end_ms != u.speech_end_ms:
+            u.requested_end_ms = u.speech_end_ms
+            u.final_text = None
+            actions.append(Transcribe(u.start_ms, u.speech_end_ms, draft=True))
+        self._force_take = True
+        return actions, []
+
+    def clear(self) -> list[Action]:
+        """Forget the user's turn in progress (``input_audio_buffer.clear``)."""
+        self._user = _Turn()
+        self._force_take = False
+        return [DiscardDraft()]
+
+    def take_text_turn(self, text: str, t_ms: float) -> tuple[list[Action], list[Event]]:
+        """Answer a typed user message now (``conversation.item.create`` + ``response.create``)."""
+        events: list[Event] = []
+        actions: list[Action] = [DiscardDraft(), StopOutput(), TakeTurn(text, t_ms)]
+        events.append(TurnTaken(t_ms, t_ms, text, 1.0))
+        self._user = _Turn()
+        self._barge = None
+        self._set_state(ConvState.THINKING, t_ms, "text turn", events)
+        return actions, events
+
+    def cancel(self, t_ms: float) -> tuple[list[Action], list[Event]]:
+        """Stop the agent's response (``response.cancel``)."""
+        events: list[Event] = []
+        self._barge = None
+        self._set_state(ConvState.LISTENING, t_ms, "cancelled", events)
+        return [StopOutput()], events
 
     def reset(self) -> None:
         self.state = ConvState.LISTENING
@@ -271,7 +312,7 @@ class TurnTaker:
                 else end_of_turn_score(signals.final_text)
             )
         silence = self.silence_ms(t_ms)
-        if u.requested_end_ms < 0 and silence >= self.turn.preempt_silence_ms:
+        if u.requested_end_ms < 0 and silence >= self.turn.preempt_silence_ms and self.auto_turns:
             speech_ms = u.speech_end_ms - u.start_ms
             if speech_ms < self.turn.min_turn_ms:
                 self._user = _Turn()  # a click or a cough: no turn
@@ -286,7 +327,8 @@ class TurnTaker:
             actions.append(DiscardDraft())
             self._user = _Turn()
             return
-        if silence >= self._end_silence_needed():
+        if self._force_take or (self.auto_turns and silence >= self._end_silence_needed()):
+            self._force_take = False
             actions.append(TakeTurn(u.final_text, u.speech_end_ms))
             events.append(TurnTaken(t_ms, u.speech_end_ms, u.final_text, u.eot_score or 0.0))
             self._set_state(ConvState.THINKING, t_ms, "end of turn", events)

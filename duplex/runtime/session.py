@@ -51,6 +51,7 @@ class Session:
         self.dropped_input_samples = 0
         self.last_input_wall = time.monotonic()
         self.trace: list[tuple[float, float, str, float]] | None = None  # (t_ms, vad, state, out_rms)
+        self._controls: collections.deque = collections.deque()
         self.emit(SessionStarted(0.0, session_id, config.audio.input_sample_rate, config.audio.output_sample_rate, config.audio.frame_ms))
 
     @property
@@ -132,6 +133,10 @@ class Session:
         signals = self.model.listen(frame, t_ms)
         t1 = time.perf_counter()
         actions, events = self.turn_taker.update(t_ms, signals, self.model.status())
+        while self._controls:
+            more_actions, more_events = self._controls.popleft()(t_ms)
+            actions += more_actions
+            events += more_events
         events += self.model.act(actions, t_ms)
         t2 = time.perf_counter()
         events += self.model.think(t_ms)
@@ -157,6 +162,44 @@ class Session:
         """True when nothing is pending: no open user turn response, no output."""
         st = self.model.status()
         return self.turn_taker.state == ConvState.LISTENING and not st.responding and not self.turn_taker.turn_open
+
+    # ---------------------------------------------------------------- control
+    # Called from any thread; applied by the session's own thread at its next tick.
+    def commit(self) -> None:
+        """End the user's turn now (manual turn detection)."""
+        self._controls.append(self.turn_taker.commit)
+
+    def clear_input(self) -> None:
+        """Drop queued input and the user's turn in progress."""
+        with self._lock:
+            self._inbox.clear()
+            self._inbox_samples = 0
+            self._partial = np.zeros(0, np.float32)
+        self._controls.append(lambda t: (self.turn_taker.clear(), []))
+
+    def send_text(self, text: str) -> None:
+        """A typed user message, answered at once."""
+        self._controls.append(lambda t: self.turn_taker.take_text_turn(text, t))
+
+    def cancel_response(self) -> None:
+        """Stop the agent now: flush its audio, cancel generation."""
+        self._controls.append(self.turn_taker.cancel)
+
+    def truncate(self, response_id: str, audio_end_ms: float) -> None:
+        """The client played only ``audio_end_ms`` of a response: keep only that in the history."""
+        truncate = getattr(self.model, "truncate", None)
+        if truncate is not None:
+            self._controls.append(lambda t: ([], truncate(response_id, audio_end_ms, t)))
+
+    def set_instructions(self, text: str) -> None:
+        """Replace the system prompt for the following responses."""
+        setter = getattr(self.model, "set_instructions", None)
+        if setter is not None:
+            self._controls.append(lambda t: (setter(text) or [], []))
+
+    def set_auto_turns(self, enabled: bool) -> None:
+        """Server-side end-of-turn detection on (default) or off (the client commits)."""
+        self.turn_taker.auto_turns = enabled
 
     # ---------------------------------------------------------------- events
     def emit(self, event: Event) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks: latency per stage, throughput, soak (memory and drift)."""

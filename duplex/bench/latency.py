@@ -1,0 +1,116 @@
+"""``duplex bench latency``: end of user speech → first agent audio, per stage, on
+the offline clock and on the real-time clock, from the same spoken questions.
+
+Stages: *endpointing* (end of speech → turn taken), *asr_final* (compute of the
+final transcript), *llm_ttft* (LLM time to first token), *llm_first_clause*
+(LLM time to the first speakable clause), *tts_first_chunk* (TTS time to the
+first audio of that clause). Also the tick real-time factor while the agent
+speaks and listens at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from duplex.bench.speech import conversation
+from duplex.config import load_config
+from duplex.runtime.metrics import percentiles
+from duplex.runtime.runtime import Runtime
+
+STAGES = ["endpointing", "asr_final", "llm_ttft", "llm_first_clause", "tts_first_chunk"]
+
+
+def _collect(events: list[Any]) -> dict[str, Any]:
+    starts = [e for e in events if e.type == "agent.audio.started"]
+    out: dict[str, Any] = {"latency_ms": [e.latency_ms for e in starts]}
+    for st in STAGES:
+        out[st] = [e.breakdown_ms.get(st, float("nan")) for e in starts]
+    out["turns_taken"] = sum(1 for e in events if e.type == "turn.taken")
+    out["stalls"] = sum(1 for e in events if e.type == "stall")
+    return out
+
+
+def run_offline(config, audio: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN001
+    rt = Runtime(config, clock="offline")
+    try:
+        s = rt.open_session("bench-offline")
+        events: list[Any] = []
+        n = s.frame_samples
+        for i in range(0, len(audio) - n + 1, n):
+            s.step(audio[i : i + n])
+            events += [e for e in s.channel.drain() if e.type != "agent.audio"]
+        return _collect(events), s.metrics.summary()
+    finally:
+        rt.close()
+
+
+def run_realtime(config, audio: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN001
+    rt = Runtime(config, clock="realtime")
+    try:
+        s = rt.open_session("bench-realtime")
+        n = s.frame_samples
+        t0 = time.monotonic()
+        for i in range(0, len(audio) - n + 1, n):
+            s.push_audio(audio[i : i + n])
+            due = t0 + (i + n) / config.audio.input_sample_rate
+            time.sleep(max(0.0, due - time.monotonic()))
+        time.sleep(0.3)
+        events = [e for e in s.channel.drain() if e.type != "agent.audio"]
+        return _collect(events), s.metrics.summary()
+    finally:
+        rt.close()
+
+
+def _table(results: dict[str, Any]) -> str:
+    header = "| clock | turns | latency p50 | latency p95 | " + " | ".join(f"{s} p50" for s in STAGES) + " | tick RTF p99 (duplex) | stalls |"
+    sep = "|" + "---|" * (header.count("|") - 1)
+    rows = [header, sep]
+    for clock, r in results.items():
+        lat = percentiles(r["latency_ms"])
+        cells = [clock, f"{len(r['latency_ms'])}/{r['turns_taken']}", f"{lat['p50']:.0f}", f"{lat['p95']:.0f}"]
+        for st in STAGES:
+            cells.append(f"{np.nanmedian(r[st]):.0f}" if r[st] else "-")
+        rtf = r["tick"]["tick_rtf_while_speaking"]["p99"]
+        cells += [f"{rtf:.3f}", str(r["stalls"])]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def run_latency_bench(
+    config_name: str | None = None,
+    overrides: list[str] | None = None,
+    turns: int = 20,
+    clocks: list[str] | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark and return {"table": markdown, "results": {...}}."""
+    config = load_config(config_name, overrides)
+    audio, spans = conversation(turns, rate=config.audio.input_sample_rate)
+    results: dict[str, Any] = {}
+    for clock in clocks or ["offline", "realtime"]:
+        runner = run_offline if clock == "offline" else run_realtime
+        r, tick = runner(config, audio)
+        r["tick"] = tick
+        results[clock] = r
+    summary = {
+        clock: {
+            "latency_ms": percentiles(r["latency_ms"]),
+            **{st: percentiles([v for v in r[st] if v == v]) for st in STAGES},
+            "tick_rtf": r["tick"]["tick_rtf"],
+            "tick_rtf_while_speaking": r["tick"]["tick_rtf_while_speaking"],
+            "turns": len(spans),
+            "responses": len(r["latency_ms"]),
+            "stalls": r["stalls"],
+        }
+        for clock, r in results.items()
+    }
+    report = {"table": _table(results), "summary": summary, "raw": {c: {k: v for k, v in r.items() if k != "tick"} for c, r in results.items()}, "config": config.name}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
+    return report
