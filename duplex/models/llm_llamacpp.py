@@ -238,6 +238,7 @@ class LlamaCppGenerator:
         self._stop_ids = self._stop_tokens()
         self._segment_cache: dict[tuple[str, str], list[int]] = {}
         self._kv = _KvState(messages=[], lengths=[])
+        self._turn = 0  # bumped by every stream; an older stream still open then ends
         self.last_prompt_eval_tokens = 0
         """Prompt tokens evaluated by the last ``stream`` call (the rest came from the cache)."""
         self.last_prompt_tokens = 0
@@ -268,6 +269,8 @@ class LlamaCppGenerator:
     # -- internals -----------------------------------------------------------------------
 
     def _generate(self, kept: list[ChatMessage], max_tokens: int) -> Iterator[str]:
+        self._turn += 1
+        turn = self._turn
         segments = [self._segment(m) for m in kept]
         prompt = list(self._bos)
         for seg in segments:
@@ -297,14 +300,16 @@ class LlamaCppGenerator:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         for _ in range(max_tokens):
             token = sampler.sample(llm._ctx, -1)
-            if token in self._stop_ids or llm._model.token_is_eog(token):
+            if token in self._stop_ids or self._is_eog(token):
                 break
             text = decoder.decode(llm.detokenize([token], special=False))
-            # Evaluate before yielding: when the consumer closes the stream at this yield,
-            # no further token is computed and the cache holds exactly what was emitted.
-            llm.eval([token])
             if text:
+                # Yield before evaluating the token: a consumer that closes the stream here
+                # stops decoding at once; the next turn's prefix match evaluates it if needed.
                 yield text
+                if self._turn != turn:
+                    return
+            llm.eval([token])
         tail = decoder.decode(b"", final=True)
         if tail:
             yield tail
@@ -414,6 +419,12 @@ class LlamaCppGenerator:
         self._llm.reset()
         self._llm._ctx.kv_cache_clear()
         self._kv = _KvState(messages=[], lengths=[])
+
+    def _is_eog(self, token: int) -> bool:
+        """End-of-generation token by the vocabulary (EOS, EOT, turn ends)."""
+        from llama_cpp import llama_cpp as lib
+
+        return bool(lib.llama_vocab_is_eog(self._llm._model.vocab, token))
 
     def close(self) -> None:
         """Free the llama.cpp model and context."""

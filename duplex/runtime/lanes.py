@@ -29,6 +29,16 @@ log = logging.getLogger(__name__)
 
 JobFactory = Callable[[], Iterator[Any]]
 _ids = itertools.count(1)
+_inline = threading.local()
+
+
+def inline_compute_ms() -> float:
+    """Compute time spent so far by inline (offline) lanes on this thread.
+
+    The session subtracts it from its tick time: offline, lane work runs inside
+    the tick's call but is charged to the lane's own timeline, not the tick's.
+    """
+    return getattr(_inline, "ms", 0.0)
 
 
 @dataclass
@@ -148,6 +158,7 @@ class InlineLane:
                 produced, item, error = True, None, exc
                 job.done = True
             used = 1000.0 * (time.perf_counter() - t0)
+            _inline.ms = inline_compute_ms() + used
             job.compute_ms += used
             self.cursor_ms += used
             if produced:

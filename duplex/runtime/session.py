@@ -23,6 +23,7 @@ from duplex.events import ErrorEvent, Event, SessionClosed as SessionClosedEvent
 from duplex.models.base import ModelSession
 from duplex.policy.turn_taker import ConvState, TurnTaker
 from duplex.runtime.channel import EventChannel
+from duplex.runtime.lanes import inline_compute_ms
 from duplex.runtime.metrics import TickMetrics
 
 log = logging.getLogger(__name__)
@@ -129,10 +130,12 @@ class Session:
     def step(self, frame: np.ndarray) -> np.ndarray:
         """One tick: listen → decide → think → speak. Returns the output frame."""
         t_ms = self.t_ms
+        lane_ms0 = inline_compute_ms()
         t0 = time.perf_counter()
         signals = self.model.listen(frame, t_ms)
         t1 = time.perf_counter()
-        actions, events = self.turn_taker.update(t_ms, signals, self.model.status())
+        actions, decided = self.turn_taker.update(t_ms, signals, self.model.status())
+        events = list(signals.events) + decided
         while self._controls:
             more_actions, more_events = self._controls.popleft()(t_ms)
             actions += more_actions
@@ -144,7 +147,7 @@ class Session:
         spoken = self.model.speak(t_ms)
         events += spoken.events
         t4 = time.perf_counter()
-        used_ms = 1000.0 * (t4 - t0)
+        used_ms = 1000.0 * (t4 - t0) - (inline_compute_ms() - lane_ms0)
         phases = {"listen": 1000 * (t1 - t0), "decide": 1000 * (t2 - t1), "think": 1000 * (t3 - t2), "speak": 1000 * (t4 - t3)}
         speaking = self.turn_taker.state in (ConvState.SPEAKING, ConvState.PAUSED)
         self.metrics.record(used_ms, phases, speaking)
