@@ -84,8 +84,29 @@ _ARCTIC_LICENSE = "CMU ARCTIC licence (free use and redistribution, keep notice)
 
 # --- text normalisation and WER -------------------------------------------------
 
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _ABBREV = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "ok": "okay"}
 
 
@@ -164,7 +185,12 @@ def build_synthetic(entries: list[dict[str, str]]) -> None:
         name = f"synthetic/{i:02d}_{voice.replace('+', '_')}_{speed}.wav"
         _write(DATA / name, _resample(audio, rate))
         entries.append(
-            {"file": name, "text": text, "set": "synthetic", "license": "generated (espeak-ng, GPL-3 tool; output unrestricted)"}
+            {
+                "file": name,
+                "text": text,
+                "set": "synthetic",
+                "license": "generated (espeak-ng, GPL-3 tool; output unrestricted)",
+            }
         )
 
 
@@ -180,18 +206,27 @@ def build_real(sdists: list[Path], entries: list[dict[str, str]]) -> None:
             name = f"real/librivox_{lib.stem.rsplit('-', 1)[1]}.wav"
             _write(DATA / name, _resample(audio, rate))
             text = lib.with_suffix(".txt").read_text().strip()
-            entries.append({"file": name, "text": text, "set": "real", "license": _LIBRIVOX_LICENSE})
+            entries.append(
+                {"file": name, "text": text, "set": "real", "license": _LIBRIVOX_LICENSE}
+            )
         for key, text in _CARDS.items():
             for card in base.glob(f"pocketsphinx-*/test/data/cards/{key}.wav"):
                 audio, rate = sf.read(card, dtype="float32")
                 name = f"real/cards_{key}.wav"
                 _write(DATA / name, _resample(audio, rate))
-                entries.append({"file": name, "text": text, "set": "real", "license": _POCKETSPHINX_LICENSE})
+                entries.append(
+                    {"file": name, "text": text, "set": "real", "license": _POCKETSPHINX_LICENSE}
+                )
         for raw in base.glob("pocketsphinx-*/test/data/goforward.raw"):
             audio = np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0
             _write(DATA / "real/goforward.wav", audio)
             entries.append(
-                {"file": "real/goforward.wav", "text": "go forward ten meters", "set": "real", "license": _POCKETSPHINX_LICENSE}
+                {
+                    "file": "real/goforward.wav",
+                    "text": "go forward ten meters",
+                    "set": "real",
+                    "license": _POCKETSPHINX_LICENSE,
+                }
             )
         arctic = {
             "arctic_a0007": "And you always want to see it in the superlative degree.",
@@ -202,7 +237,9 @@ def build_real(sdists: list[Path], entries: list[dict[str, str]]) -> None:
                 audio, rate = sf.read(wav, dtype="float32")
                 name = f"real/{stem}.wav"
                 _write(DATA / name, _resample(audio, rate))
-                entries.append({"file": name, "text": text, "set": "real", "license": _ARCTIC_LICENSE})
+                entries.append(
+                    {"file": name, "text": text, "set": "real", "license": _ARCTIC_LICENSE}
+                )
 
 
 def _load_manifest() -> list[dict[str, str]]:
@@ -276,15 +313,24 @@ def measure(name: str, run: Callable[[np.ndarray], str], entries: list[dict[str,
 
 def main() -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="measure", choices=["measure", "build-synthetic", "build-real"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="measure",
+        choices=["measure", "build-synthetic", "build-real"],
+    )
     parser.add_argument("sdists", nargs="*", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--beam-size", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="passes over the set (latency only)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
 
     if args.command != "measure":
         kind = "synthetic" if args.command == "build-synthetic" else "real"
@@ -303,21 +349,30 @@ def main() -> None:
 
     entries = _load_manifest() * args.repeats
     results = []
-    for label, full in (("whisper tiny.en int8, fit window", False), ("whisper tiny.en int8, 30 s window", True)):
+    for label, full in (
+        ("whisper tiny.en int8, fit window", False),
+        ("whisper tiny.en int8, 30 s window", True),
+    ):
         rec = WhisperRecognizer(threads=args.threads, beam_size=args.beam_size, full_window=full)
         results.append(measure(label, lambda a, r=rec: r.transcribe(a).text, entries))
     ps = _pocketsphinx()
     if ps is not None:
         results.append(measure("pocketsphinx 5 en-us (default LM)", ps, entries))
 
-    print(f"{len(entries)} clips ({sum(e['set'] == 'real' for e in entries)} real), threads={args.threads}\n")
+    print(
+        f"{len(entries)} clips ({sum(e['set'] == 'real' for e in entries)} real), threads={args.threads}\n"
+    )
     print("| recognizer | WER real | WER synthetic | latency p50 ms | latency p95 ms |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for r in results:
-        print(f"| {r.name} | {r.wer_real:.1%} | {r.wer_synthetic:.1%} | {r.p50_ms:.0f} | {r.p95_ms:.0f} |")
+        print(
+            f"| {r.name} | {r.wer_real:.1%} | {r.wer_synthetic:.1%} | {r.p50_ms:.0f} | {r.p95_ms:.0f} |"
+        )
     fit, full = results[0].hyps, results[1].hyps
     differ = [f for f in fit if normalize(fit[f]) != normalize(full[f])]
-    print(f"\nfit vs 30 s window: {len(differ)} of {len(fit)} transcripts differ after normalisation")
+    print(
+        f"\nfit vs 30 s window: {len(differ)} of {len(fit)} transcripts differ after normalisation"
+    )
     for f in differ:
         print(f"- {f}: fit={fit[f]!r} full={full[f]!r}")
 
