@@ -29,7 +29,7 @@ QUESTIONS = [
     "How long does it take to walk ten kilometres?",
 ]
 
-VOICES = ["en-us", "en-us+f3", "en-gb", "en-us+m3"]
+VOICES = ["en-us+f3", "en-us+m3", "en+f4", "en-us+f2"]
 
 
 def speak(text: str, voice: str = "en-us", rate: int = 16000, wpm: int = 165, level: float = 0.5) -> np.ndarray:
