@@ -99,6 +99,36 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_talk(args: argparse.Namespace) -> int:
+    from duplex.runtime.runtime import Runtime
+    from duplex.transports.microphone import list_devices, talk
+
+    if args.list_devices:
+        print(list_devices())
+        return 0
+    runtime = Runtime.from_config(args.config, args.overrides, clock="realtime")
+    print("duplex: talk now (Ctrl-C to end)")
+    try:
+        talk(
+            runtime,
+            input_device=_device(args.input_device),
+            output_device=_device(args.output_device),
+            duration_s=args.duration,
+            save_dir=Path(args.save) if args.save else None,
+        )
+    finally:
+        runtime.close()
+    if args.save:
+        print(f"\nsaved {args.save}/conversation.wav and events.jsonl")
+    return 0
+
+
+def _device(value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duplex", description="Full-duplex speech dialogue runtime.")
     parser.add_argument("--verbose", "-v", action="store_true", help="log at INFO level")
@@ -112,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _add_config_args(p)
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("talk", help="talk through the microphone and speakers")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--input-device", default=None, help="input device index or name")
+    p.add_argument("--output-device", default=None, help="output device index or name")
+    p.add_argument("--save", default=None, metavar="DIR", help="save conversation.wav and events.jsonl here at the end")
+    p.add_argument("--duration", type=float, default=None, help="end after this many seconds")
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_talk)
 
     p = sub.add_parser("serve", help="WebSocket endpoint (native + OpenAI Realtime) and the web page")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
