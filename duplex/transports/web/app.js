@@ -94,7 +94,10 @@ async function start() {
   ctx = new AudioContext({ latencyHint: 'interactive' });
   await ctx.audioWorklet.addModule('capture-worklet.js');
   await ctx.audioWorklet.addModule('player-worklet.js');
-  micStream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 } });
+  // The browser's own echo canceller helps on laptop speakers; ?processing=off turns its
+  // processing off (the server cancels echo too).
+  const processing = new URLSearchParams(location.search).get('processing') !== 'off';
+  micStream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing, channelCount: 1 } });
   const src = ctx.createMediaStreamSource(micStream);
   capture = new AudioWorkletNode(ctx, 'capture');
   player = new AudioWorkletNode(ctx, 'player', { outputChannelCount: [1] });
@@ -107,9 +110,15 @@ async function start() {
   ws.binaryType = 'arraybuffer';
   ws.onmessage = (m) => (typeof m.data === 'string' ? onEvent(JSON.parse(m.data)) : onAudio(m.data));
   ws.onclose = () => { setState('idle'); $('status').textContent = 'disconnected'; $('start').disabled = false; $('stop').disabled = true; };
+  // Frames captured while the socket is still connecting are queued, not lost:
+  // the user's first words count.
+  const pending = [];
+  ws.onopen = () => { while (pending.length) ws.send(pending.shift()); };
   capture.port.onmessage = (m) => {
-    if (m.data instanceof ArrayBuffer) { if (ws.readyState === 1) ws.send(m.data); }
-    else $('mic-level').value = m.data.level;
+    if (m.data instanceof ArrayBuffer) {
+      if (ws.readyState === 1) ws.send(m.data);
+      else if (ws.readyState === 0 && pending.length < 300) pending.push(m.data);
+    } else $('mic-level').value = m.data.level;
   };
   player.port.onmessage = (m) => {
     stats.playedSamples = m.data.played;

@@ -1,0 +1,81 @@
+"""The web page in a real headless Chromium, with a WAV file as the fake microphone,
+against ``duplex serve``'s server and the real default models."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from duplex.audio.wav import write_wav
+from duplex.bench.speech import speak
+from duplex.runtime.runtime import Runtime
+from duplex.transports.server import DuplexServer
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def live_server():
+    runtime = Runtime.from_config("default", clock="realtime")
+    server = DuplexServer(runtime, "127.0.0.1", 0)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    assert ready.wait(30)
+    yield server
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    runtime.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
+def test_browser_completes_a_spoken_turn_and_plays_the_answer(live_server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    # Chromium loops the file: speech, then a long silence so the agent can answer.
+    mic = tmp_path / "mic.wav"
+    write_wav(mic, np.concatenate([np.zeros(16000 * 3, np.float32), speak("What is the capital of France?", "en-us+f3"), np.zeros(16000 * 20, np.float32)]), 16000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={mic}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 700})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{live_server.port}/?autostart=1&processing=off")
+            page.wait_for_function("window.duplexStats && window.duplexStats.agentTexts.length > 0", timeout=60000)
+            page.wait_for_timeout(500)
+            stats = page.evaluate("window.duplexStats")
+            page.screenshot(path=str(ARTIFACTS / "browser.png"))
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert any("capital" in t.lower() for t in stats["userFinals"]), stats["userFinals"]
+    assert "paris" in stats["agentTexts"][0].lower()
+    assert stats["audioBytes"] > 16000  # agent PCM arrived
+    assert stats["playedSamples"] > 8000  # and the player worklet played it
+    assert stats["latencies"] and stats["latencies"][0] > 0
