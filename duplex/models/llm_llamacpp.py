@@ -223,6 +223,8 @@ class LlamaCppGenerator:
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
+        # Llama treats seed 0 as "random"; set it explicitly so 0 is a fixed seed too.
+        self._llm.set_seed(seed)
         self.model_path = path
         self.n_ctx = n_ctx
         self.threads = threads
