@@ -7,7 +7,6 @@ raises on purpose print one clear line and exit with status 2, no traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys

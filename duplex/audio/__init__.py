@@ -1,6 +1,6 @@
 """Audio primitives: PCM frames, resampling, ring buffers and WAV I/O."""
 
-from duplex.audio.frame import AudioFrame, pcm16_to_float, float_to_pcm16
+from duplex.audio.frame import AudioFrame, float_to_pcm16, pcm16_to_float
 from duplex.audio.resample import StreamResampler, resample
 from duplex.audio.ring import RingBuffer
 from duplex.audio.wav import read_wav, write_wav

@@ -16,7 +16,7 @@ class RingBuffer:
         if capacity <= 0:
             raise ValueError("capacity must be positive")
         self.capacity = capacity
-        self._data = np.zeros(capacity, dtype=dtype)
+        self._data: np.ndarray = np.zeros(capacity, dtype=dtype)
         self._written = 0
 
     @property

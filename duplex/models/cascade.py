@@ -214,6 +214,7 @@ class CascadeSession:
                     partial = payload
                     self._pending_events.append(UserTranscriptPartial(t_ms, payload))
             elif kind == "final" and r.job is self._final_job:
+                payload = str(payload)
                 self._final_job = None
                 final, final_end = payload, self._final_span[1]
                 self._final_compute_ms = r.job.compute_ms

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 
 from duplex.config import Config
 from duplex.errors import ConfigError
 from duplex.models.base import DuplexModel
 from duplex.models.cascade import CascadeModel, CascadeStages
+from duplex.models.stages import SpeechSynthesizer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ def cascade_stages(config: Config) -> CascadeStages:
 
     asr = WhisperRecognizer(m.asr.path or None, threads=m.asr.threads, beam_size=m.asr.beam_size)
 
+    tts_factory: Callable[[], SpeechSynthesizer]
     if m.tts.engine == "piper":
         from duplex.models.tts_piper import PiperSynthesizer
 

@@ -12,12 +12,7 @@ import re
 
 # Words after which an English utterance is rarely complete.
 _CONTINUATION = frozenset(
-    """a an the and or but so because if when while since although though than
-    to of for with in on at by from into onto about like as
-    my your his her our their its some any every
-    is are was were am be been being do does did have has had will would can could
-    should shall may might must i we you he she they um uh er erm
-    very really just also what which who where how whose whether let""".split()
+    ["a", "an", "the", "and", "or", "but", "so", "because", "if", "when", "while", "since", "although", "though", "than", "to", "of", "for", "with", "in", "on", "at", "by", "from", "into", "onto", "about", "like", "as", "my", "your", "his", "her", "our", "their", "its", "some", "any", "every", "is", "are", "was", "were", "am", "be", "been", "being", "do", "does", "did", "have", "has", "had", "will", "would", "can", "could", "should", "shall", "may", "might", "must", "i", "we", "you", "he", "she", "they", "um", "uh", "er", "erm", "very", "really", "just", "also", "what", "which", "who", "where", "how", "whose", "whether", "let"]
 )
 
 _WORD = re.compile(r"[a-z']+")

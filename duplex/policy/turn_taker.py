@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from duplex.config import BargeInConfig, TurnConfig
 from duplex.events import (
@@ -53,7 +53,7 @@ from duplex.policy.end_of_turn import end_of_turn_score
 log = logging.getLogger(__name__)
 
 
-class ConvState(str, Enum):
+class ConvState(StrEnum):
     LISTENING = "listening"
     THINKING = "thinking"
     SPEAKING = "speaking"

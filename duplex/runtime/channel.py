@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 
@@ -55,10 +56,8 @@ class EventChannel:
             self._cv.notify_all()
             waiters = list(self._waiters)
         for loop, ev in waiters:
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(ev.set)
-            except RuntimeError:
-                pass
 
     @property
     def closed(self) -> bool:

@@ -19,7 +19,8 @@ from duplex.audio.frame import as_mono_float32
 from duplex.audio.resample import StreamResampler
 from duplex.config import Config
 from duplex.errors import AudioFormatError, SessionClosed
-from duplex.events import ErrorEvent, Event, SessionClosed as SessionClosedEvent, SessionStarted, Stall
+from duplex.events import ErrorEvent, Event, SessionStarted, Stall
+from duplex.events import SessionClosed as SessionClosedEvent
 from duplex.models.base import ModelSession
 from duplex.policy.turn_taker import ConvState, TurnTaker
 from duplex.runtime.channel import EventChannel
