@@ -213,6 +213,7 @@ class CascadeSession:
                 if payload:
                     partial = payload
                     self._pending_events.append(UserTranscriptPartial(t_ms, payload))
+                    self._prefill(payload, frame_end)
             elif kind == "final" and r.job is self._final_job:
                 payload = str(payload)
                 self._final_job = None
@@ -251,6 +252,18 @@ class CascadeSession:
             yield ("partial", asr.transcribe(audio).text.strip())
 
         self._partial_job = self.listen_lane.submit("asr-partial", job, frame_end)
+
+    def _prefill(self, partial: str, t_ms: float) -> None:
+        """Warm the LLM's cache with the partial transcript while the user still talks."""
+        prefill = getattr(self.llm, "prefill", None)
+        if prefill is None or self._playing is not None or self._draft is not None or self.respond_lane.busy():
+            return
+        messages = self.dialogue.messages_with_user(partial)
+
+        def job() -> Iterator[tuple[str, int]]:
+            yield ("prefill", prefill(messages))
+
+        self.respond_lane.submit("llm-prefill", job, t_ms)
 
     def _on_final(self, text: str, t_ms: float) -> None:
         draft = self._draft

@@ -268,6 +268,42 @@ class LlamaCppGenerator:
         kept = self._clip_last(kept, budget)
         return self._generate(kept, max_tokens)
 
+    def prefill(self, messages: Sequence[ChatMessage]) -> int:
+        """Evaluate the prompt for ``messages`` ahead of time, while the user still talks.
+
+        The last message may be a partial user message: it is evaluated without its
+        turn-end marker, so the final transcript, when it comes, only costs the tokens
+        after the common prefix (incremental prefill). Ends any open stream.
+
+        Returns:
+            The number of prompt tokens evaluated now.
+        """
+        if not messages:
+            return 0
+        self._turn += 1
+        budget = self.n_ctx - 64 - CONTEXT_MARGIN_TOKENS - len(self._bos)
+        kept = fit_context(messages, lambda m: len(self._segment(m)), budget)
+        head, last = kept[:-1], kept[-1]
+        segments = [self._segment(m) for m in head]
+        text = self.chat_format.render(last)
+        cut = text.rfind(self.chat_format.turn_end)
+        if cut > 0:
+            text = text[:cut]
+        open_tail = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        prompt = list(self._bos)
+        for seg in segments:
+            prompt.extend(seg)
+        prompt.extend(open_tail)
+        self._drop_evicted_span(head)
+        n_reused = self._reuse_prefix(prompt)
+        try:
+            self._llm.eval(prompt[n_reused:])
+        except RuntimeError as exc:
+            self.reset()
+            raise BackendError(f"llama.cpp failed on the prompt: {exc}") from exc
+        self._kv = _KvState(messages=list(head), lengths=[len(s) for s in segments])
+        return len(prompt) - n_reused
+
     # -- internals -----------------------------------------------------------------------
 
     def _generate(self, kept: list[ChatMessage], max_tokens: int) -> Iterator[str]:

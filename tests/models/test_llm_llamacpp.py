@@ -133,3 +133,15 @@ def test_long_conversation_stays_in_context_and_reuses_cache(llm: LlamaCppGenera
         evals.append(llm.last_prompt_eval_tokens)
     # the oldest middle messages are shifted out of the KV cache instead of re-evaluating
     assert max(evals) < 40, evals
+
+
+def test_prefill_of_a_partial_transcript_leaves_only_the_tail_to_evaluate(llm: LlamaCppGenerator) -> None:
+    llm.reset()
+    system = ChatMessage("system", "You are a helpful voice assistant.")
+    evaluated = llm.prefill([system, ChatMessage("user", "What is the capital of")])
+    assert evaluated > 10
+    answer = "".join(llm.stream([system, ChatMessage("user", "What is the capital of France?")], max_tokens=12))
+    assert answer.strip()
+    # Only the words after the partial, the turn end and the generation prompt are new.
+    assert llm.last_prompt_eval_tokens <= 10, llm.last_prompt_eval_tokens
+    assert llm.last_prompt_tokens > 20
