@@ -110,6 +110,11 @@ class TurnConfig:
     max_end_silence_ms: int = 1400
     preempt_silence_ms: int = 160
     min_turn_ms: int = 200
+    agent_backchannels: bool = False  # the agent says "mhm" in long user turns
+    backchannel_after_ms: int = 4000  # user speech before the first agent backchannel
+    backchannel_pause_ms: int = 240  # a pause this long (and not a turn end) invites one
+    backchannel_cooldown_ms: int = 6000
+    backchannel_text: str = "Mhm."
 
 
 @dataclass

@@ -94,6 +94,14 @@ class UserBackchannel(Event):
 
 
 @dataclass(frozen=True)
+class AgentBackchannel(Event):
+    """The agent acknowledged ("mhm") during a long user turn, without taking it."""
+
+    type: ClassVar[str] = "agent.backchannel"
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class TurnTaken(Event):
     """The agent took the turn; ``end_of_speech_ms`` is when the user stopped."""
 

@@ -51,3 +51,8 @@ class ResumeOutput(Action):
 @dataclass(frozen=True)
 class StopOutput(Action):
     """A confirmed interruption: flush all queued audio, cancel generation, truncate history."""
+
+
+@dataclass(frozen=True)
+class Backchannel(Action):
+    """Say a short acknowledgement ("mhm") over the user's pause, without taking the turn."""

@@ -34,6 +34,7 @@ from duplex.events import (
     AgentAudio,
     AgentAudioDone,
     AgentAudioStarted,
+    AgentBackchannel,
     AgentTextDelta,
     ErrorEvent,
     Event,
@@ -42,6 +43,7 @@ from duplex.events import (
 )
 from duplex.models.actions import (
     Action,
+    Backchannel,
     DiscardDraft,
     PauseOutput,
     ResumeOutput,
@@ -180,6 +182,8 @@ class CascadeSession:
         self._pending_events: list[Event] = []
         self._echo_db = -120.0
         self._last_track: ResponseTrack | None = None
+        self._backchannel_audio: np.ndarray | None = None
+        self._aside = np.zeros(0, np.float32)  # a backchannel being played, outside any response
 
     # ------------------------------------------------------------------ listen
     def _ms_to_sample(self, t_ms: float) -> int:
@@ -288,6 +292,8 @@ class CascadeSession:
                 self._paused = False
             elif isinstance(a, StopOutput):
                 events.extend(self._stop_output(t_ms))
+            elif isinstance(a, Backchannel):
+                events.extend(self._backchannel(t_ms))
         return events
 
     def _transcribe(self, a: Transcribe, t_ms: float) -> None:
@@ -310,6 +316,18 @@ class CascadeSession:
         self._final_job = self.listen_lane.submit("asr-final", job, t_ms + self.config.audio.frame_ms)
         if a.draft:
             self._draft = _Draft(f"resp_{self.session_id}_{next(self._ids)}", "", None)
+
+    def _backchannel(self, t_ms: float) -> list[Event]:
+        """Queue a short, quiet acknowledgement; synthesized once per session and reused."""
+        if self._playing is not None:
+            return []
+        text = self.config.turn.backchannel_text
+        if self._backchannel_audio is None:
+            chunks = list(self.tts.synthesize(text))
+            audio = np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, np.float32)
+            self._backchannel_audio = 0.5 * resample(audio, self.tts.sample_rate, self.out_rate)
+        self._aside = self._backchannel_audio.copy()
+        return [AgentBackchannel(t_ms, text)]
 
     def _discard_draft(self) -> None:
         if self._final_job is not None:
@@ -432,6 +450,12 @@ class CascadeSession:
     def speak(self, t_ms: float) -> SpeakResult:
         events: list[Event] = []
         draft = self._playing
+        if draft is None and len(self._aside):
+            frame = np.zeros(self.out_frame, np.float32)
+            n = min(len(self._aside), self.out_frame)
+            frame[:n], self._aside = self._aside[:n], self._aside[n:]
+            self._last_frame_speech = False  # not a response: the state stays listening
+            return SpeakResult(frame, events)
         if draft is None or self._paused:
             self._last_frame_speech = False
             self._echo_db = -120.0

@@ -40,6 +40,7 @@ from duplex.events import (
 )
 from duplex.models.actions import (
     Action,
+    Backchannel,
     DiscardDraft,
     PauseOutput,
     ResumeOutput,
@@ -132,6 +133,7 @@ class TurnTaker:
     _user: _Turn = field(default_factory=_Turn)
     _barge: _Barge | None = None
     auto_turns: bool = True  # False: turns end only when the client commits (manual mode)
+    _last_backchannel_ms: float = -1e9
     _force_take: bool = False
 
     def commit(self, t_ms: float) -> tuple[list[Action], list[Event]]:
@@ -320,6 +322,7 @@ class TurnTaker:
             u.requested_end_ms = u.speech_end_ms
             actions.append(Transcribe(u.start_ms, u.speech_end_ms, draft=True))
             return
+        self._maybe_backchannel(t_ms, silence, actions)
         if u.final_text is None:
             return
         if not u.final_text.strip():
@@ -333,6 +336,22 @@ class TurnTaker:
             events.append(TurnTaken(t_ms, u.speech_end_ms, u.final_text, u.eot_score or 0.0))
             self._set_state(ConvState.THINKING, t_ms, "end of turn", events)
             self._user = _Turn()
+
+    def _maybe_backchannel(self, t_ms: float, silence: float, actions: list[Action]) -> None:
+        """In a long user turn, acknowledge at a pause that does not sound like the end."""
+        cfg, u = self.turn, self._user
+        if not cfg.agent_backchannels or not self.auto_turns:
+            return
+        if u.speech_end_ms - u.start_ms < cfg.backchannel_after_ms:
+            return
+        if t_ms - self._last_backchannel_ms < cfg.backchannel_cooldown_ms:
+            return
+        if not cfg.backchannel_pause_ms <= silence < cfg.backchannel_pause_ms + self.frame_ms:
+            return
+        if u.eot_score is not None and u.eot_score >= 0.5:
+            return  # it sounds finished: the agent is about to take the turn instead
+        self._last_backchannel_ms = t_ms
+        actions.append(Backchannel())
 
     def _paused(
         self,

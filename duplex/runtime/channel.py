@@ -36,10 +36,8 @@ class EventChannel:
             self._cv.notify_all()
             waiters = list(self._waiters)
         for loop, ev in waiters:
-            try:
+            with contextlib.suppress(RuntimeError):  # the consumer's loop is closed
                 loop.call_soon_threadsafe(ev.set)
-            except RuntimeError:  # the consumer's loop is closed
-                pass
 
     def _drop_one(self) -> None:
         for i, e in enumerate(self._items):

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from duplex.audio import RingBuffer, StreamResampler, float_to_pcm16, pcm16_to_float, read_wav, resample
+from duplex.audio import (
+    RingBuffer,
+    StreamResampler,
+    float_to_pcm16,
+    pcm16_to_float,
+    read_wav,
+    resample,
+)
 from duplex.audio.playout import PlayoutQueue
 from duplex.errors import AudioFormatError
 

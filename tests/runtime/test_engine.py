@@ -9,11 +9,12 @@ import numpy as np
 import psutil
 import pytest
 
-from conftest import silence, tone
 from duplex.config import config_from_dict
 from duplex.models.cascade import CascadeModel, CascadeStages
 from duplex.models.scripted import EnergyVad, ScriptedAsr, ScriptedLlm, ToneTts, scripted_model
 from duplex.runtime.runtime import Runtime
+
+from conftest import silence, tone
 
 
 def _types(session) -> list[str]:

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import websockets
 
-from conftest import silence, tone
 from duplex.audio.frame import float_to_pcm16
 from duplex.audio.resample import resample
 from duplex.config import config_from_dict
 from duplex.models.scripted import scripted_model
 from duplex.runtime.runtime import Runtime
 from duplex.transports.server import DuplexServer
+
+from conftest import silence, tone
 
 
 @pytest.fixture
