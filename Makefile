@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install demo test lint bench clean
+.PHONY: install install-torch demo test lint bench bench-model clean
 
 install: $(VENV)/.installed
 
@@ -17,18 +17,30 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
+# The codec-LM backend: pinned CPU torch (the local wheel; never unpinned, pip would fetch a
+# multi-GB CUDA build) and moshi's model code without its pins and server dependencies.
+install-torch: $(VENV)/.installed-torch
+
+$(VENV)/.installed-torch: $(VENV)/.installed
+	$(PIP) install -q -e '.[torch]'
+	$(PIP) install -q --no-deps moshi==0.2.13
+	touch $@
+
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex run demos/data/demo_conversation.wav --out out/demo
 
-lint: install
+lint: install-torch
 	$(VENV)/bin/ruff check duplex tests
 	$(VENV)/bin/mypy
 
-test: install lint
+test: install-torch lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -ra
 
 bench: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex bench latency --out out/bench/latency.json
+
+bench-model: install-torch
+	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex bench model --out out/bench/model.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

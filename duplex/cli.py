@@ -64,7 +64,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     bad = 0
     for r in results:
         status = "ok" if r.ok else "MISSING" if r.missing else "BAD"
-        print(f"{r.manifest.name.ljust(width)}  {r.manifest.stage:4}  {status:7}  {r.detail}")
+        print(f"{r.manifest.name.ljust(width)}  {r.manifest.stage:8}  {status:7}  {r.detail}")
         bad += not r.ok
     return 1 if bad else 0
 
@@ -128,6 +128,25 @@ def _device(value: str | None) -> int | str | None:
     return int(value) if value.isdigit() else value
 
 
+def _cmd_bench_model(args: argparse.Namespace) -> int:
+    from duplex.bench.model import run_model_bench
+
+    report = run_model_bench(
+        sessions=args.sessions,
+        ticks=args.ticks,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        estimate=not args.no_estimate,
+        out=Path(args.out) if args.out else None,
+    )
+    print(report["table"])
+    if "estimate_text" in report:
+        print("\n" + report["estimate_text"])
+    if args.out:
+        print(f"\nwrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duplex", description="Full-duplex speech dialogue runtime.")
     parser.add_argument("--verbose", "-v", action="store_true", help="log at INFO level")
@@ -171,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="write the JSON results here")
     _add_config_args(b)
     b.set_defaults(func=_cmd_bench)
+
+    b = bsub.add_parser("model", help="codec LM tick time versus concurrent sessions (+ 7B estimate)")
+    b.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 32, 64, 128])
+    b.add_argument("--ticks", type=int, default=30, help="measured ticks per batch size")
+    b.add_argument("--checkpoint", default=None, help="checkpoint dir (default: tiny random model)")
+    b.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    b.add_argument("--no-estimate", action="store_true", help="skip the Moshi 7B estimate")
+    b.add_argument("--out", default="out/bench/model.json")
+    b.set_defaults(func=_cmd_bench_model)
     return parser
 
 

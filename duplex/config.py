@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from duplex.errors import ConfigError
+from duplex.models.codec_lm.settings import CodecLmConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -91,11 +92,12 @@ class TtsConfig:
 class ModelsConfig:
     """Which model backs the session, and each stage's settings."""
 
-    kind: Literal["cascade", "scripted"] = "cascade"
+    kind: Literal["cascade", "scripted", "codec_lm"] = "cascade"
     vad: VadConfig = field(default_factory=VadConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
+    codec_lm: CodecLmConfig = field(default_factory=CodecLmConfig)
 
 
 @dataclass
@@ -126,12 +128,23 @@ class BargeInConfig:
     confirm_speech_ms: int = 480
     confirm_words: int = 3
     resume_after_ms: int = 400
+    decide_gap_ms: int = 200  # silence that ends a burst before it is judged
+    min_backchannel_ms: int = 120  # shorter bursts are noise, whatever the ASR says
     backchannel_words: list[str] = field(
         default_factory=lambda: [
             "mhm", "mm", "hmm", "uh-huh", "uh huh", "yeah", "yes", "yep", "right",
             "okay", "ok", "sure", "i see", "got it", "cool", "nice", "wow", "oh", "ah",
         ]
     )
+
+
+@dataclass
+class EchoConfig:
+    """Echo cancellation of the agent's own voice (the policy layer)."""
+
+    engine: Literal["webrtc", "speex", "none"] = "webrtc"
+    guard: bool = True  # ignore input energy explained by the agent's own output
+    guard_margin_db: float = 10.0
 
 
 @dataclass
@@ -144,6 +157,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
     barge_in: BargeInConfig = field(default_factory=BargeInConfig)
+    echo: EchoConfig = field(default_factory=EchoConfig)
 
     @property
     def frame_samples(self) -> int:
@@ -292,6 +306,10 @@ def _check(config: Config) -> None:
         )
     if not 0.0 < config.turn.vad_threshold <= 1.0:
         raise ConfigError("turn.vad_threshold must lie in (0, 1]")
+    if config.models.kind == "codec_lm" and a.frame_ms != 80:
+        raise ConfigError("audio.frame_ms must be 80 with models.kind = 'codec_lm' (one Mimi frame)")
+    if config.models.codec_lm.slots < 1:
+        raise ConfigError("models.codec_lm.slots must be at least 1")
     if config.engine.max_sessions < 1:
         raise ConfigError("engine.max_sessions must be at least 1")
 

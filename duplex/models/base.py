@@ -31,6 +31,8 @@ class ListenSignals:
         final_end_ms: stream time up to which ``final_text`` covers the audio.
         eot_score: semantic end-of-turn probability of ``final_text`` (0..1), if known.
         events: events the listen phase produced (transcripts), emitted before the tick's decisions.
+        echo_explained: the frame's energy is explained by the agent's own residual echo
+            (set by the runtime's echo guard, not by the model).
     """
 
     vad_prob: float
@@ -41,6 +43,7 @@ class ListenSignals:
     final_end_ms: float = 0.0
     eot_score: float | None = None
     events: tuple[Event, ...] = ()
+    echo_explained: bool = False
 
 
 @dataclass(frozen=True)

@@ -182,7 +182,7 @@ class CascadeSession:
         self._pending_events: list[Event] = []
         self._echo_db = -120.0
         self._last_track: ResponseTrack | None = None
-        self._backchannel_audio: np.ndarray | None = None
+        self._backchannel_audio: np.ndarray | None = None  # float32
         self._aside = np.zeros(0, np.float32)  # a backchannel being played, outside any response
 
     # ------------------------------------------------------------------ listen
@@ -325,7 +325,7 @@ class CascadeSession:
         if self._backchannel_audio is None:
             chunks = list(self.tts.synthesize(text))
             audio = np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, np.float32)
-            self._backchannel_audio = 0.5 * resample(audio, self.tts.sample_rate, self.out_rate)
+            self._backchannel_audio = (0.5 * resample(audio, self.tts.sample_rate, self.out_rate)).astype(np.float32)
         self._aside = self._backchannel_audio.copy()
         return [AgentBackchannel(t_ms, text)]
 

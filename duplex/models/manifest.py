@@ -23,6 +23,8 @@ class Manifest:
     size_bytes: int
     license: str
     install: str
+    source: str = "package"  # "package": shipped in a PyPI wheel; "local": files a user places
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ def load_manifests(directory: Path = MANIFEST_DIR) -> list[Manifest]:
     out = []
     for f in sorted(directory.glob("*.toml")):
         data = tomllib.loads(f.read_text())
-        out.append(Manifest(**{k: data[k] for k in Manifest.__dataclass_fields__}))
+        fields = {k: data[k] for k in Manifest.__dataclass_fields__ if k in data}
+        fields["files"] = tuple(data.get("files", ()))
+        out.append(Manifest(**fields))
     return sorted(out, key=lambda m: (m.stage, m.name))
 
 
@@ -65,6 +69,8 @@ def sha256_of(path: Path) -> str:
 
 
 def check(m: Manifest, verify_hash: bool = True) -> CheckResult:
+    if m.source == "local":
+        return CheckResult(m, True, False, f"user-supplied weights ({', '.join(m.files) or m.path}); set the profile's path: {m.install}")
     path = locate(m)
     if path is None:
         return CheckResult(m, False, True, f"package {m.package} not installed; run: {m.install}")

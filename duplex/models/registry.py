@@ -29,6 +29,10 @@ def build_model(config: Config) -> DuplexModel:
         return scripted_model(config)
     if kind == "cascade":
         return CascadeModel(config, cascade_stages(config))
+    if kind == "codec_lm":
+        from duplex.models.codec_lm.model import CodecLMModel
+
+        return CodecLMModel(config)
     raise ConfigError(f"models.kind = {kind!r} is not a known model")
 
 

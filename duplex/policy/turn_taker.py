@@ -114,11 +114,13 @@ class _Turn:
 
 @dataclass
 class _Barge:
+    """User sound heard while the agent spoke, not yet judged."""
+
     start_ms: float = 0.0
-    requested: bool = False
-    decided: bool = False
+    voiced_ms: float = 0.0
+    requested_end_ms: float = -1.0  # end of the span sent for transcription
+    asked_ms: float = 0.0
     resume_at_ms: float | None = None
-    text: str = ""
 
 
 @dataclass
@@ -134,6 +136,7 @@ class TurnTaker:
     _barge: _Barge | None = None
     auto_turns: bool = True  # False: turns end only when the client commits (manual mode)
     _last_backchannel_ms: float = -1e9
+    _frame_voiced: bool = False
     _force_take: bool = False
 
     def commit(self, t_ms: float) -> tuple[list[Action], list[Event]]:
@@ -194,6 +197,7 @@ class TurnTaker:
         frame_end = t_ms + self.frame_ms
         voiced = prob >= (self.turn.vad_release if s.active else self.turn.vad_threshold)
         started = stopped = False
+        self._frame_voiced = voiced
         if voiced:
             if s.run_ms == 0.0:
                 s.run_start_ms = t_ms
@@ -245,7 +249,10 @@ class TurnTaker:
         actions: list[Action] = []
         events: list[Event] = []
         onset = self.barge.pause_onset_ms if self.state in (ConvState.SPEAKING, ConvState.PAUSED) else self.turn.speech_onset_ms
-        started, stopped = self._update_speech(t_ms, signals.vad_prob, onset)
+        prob = signals.vad_prob
+        if signals.echo_explained and self.state in (ConvState.SPEAKING, ConvState.PAUSED):
+            prob = 0.0  # the agent hearing its own residual echo, not the user
+        started, stopped = self._update_speech(t_ms, prob, onset)
 
         if started:
             events.append(SpeechStarted(self._speech.onset_ms))
@@ -270,7 +277,7 @@ class TurnTaker:
                 self._set_state(ConvState.LISTENING, t_ms, "user continued", events)
         elif self.state == ConvState.SPEAKING:
             if started and self.barge.enabled:
-                self._barge = _Barge(start_ms=self._speech.onset_ms)
+                self._barge = _Barge(start_ms=self._speech.onset_ms, voiced_ms=self._speech.voiced_ms)
                 actions.append(PauseOutput())
                 events.append(BargeIn(t_ms, "pause", agent.response_id))
                 self._set_state(ConvState.PAUSED, t_ms, "user speech", events)
@@ -363,35 +370,37 @@ class TurnTaker:
     ) -> None:
         b = self._barge
         assert b is not None
-        if agent.finished and not agent.responding:
-            # Nothing left to resume: the paused response ran out while held.
-            pass
-        speech_ms = (self._speech.last_voice_ms - b.start_ms) if self._speech.active else 0.0
+        cfg = self.barge
+        if self._frame_voiced:
+            b.voiced_ms += self.frame_ms
         partial_words = [
-            w for w in words_of(signals.partial_text or "")
-            if not is_backchannel(w, self.barge.backchannel_words)
+            w for w in words_of(signals.partial_text or "") if not is_backchannel(w, cfg.backchannel_words)
         ]
-        if speech_ms >= self.barge.confirm_speech_ms or len(partial_words) >= self.barge.confirm_words:
+        if b.voiced_ms >= cfg.confirm_speech_ms or len(partial_words) >= cfg.confirm_words:
             self._confirm(t_ms, agent, actions, events)
             return
         if self._speech.active:
+            # Still talking (or talking again): any verdict on an earlier part is moot.
+            b.requested_end_ms = -1.0
             b.resume_at_ms = None
             return
-        # The burst ended: find out what it was.
-        if not b.requested:
-            b.requested = True
-            actions.append(Transcribe(b.start_ms, self._speech.last_voice_ms, draft=False))
-        if signals.final_text is not None and not b.decided:
-            b.decided = True
-            b.text = signals.final_text
-            if b.text.strip() and not is_backchannel(b.text, self.barge.backchannel_words):
-                self._confirm(t_ms, agent, actions, events)
+        if self.silence_ms(t_ms) < cfg.decide_gap_ms:
+            return  # a short gap inside the burst: wait for it to end
+        if b.requested_end_ms < 0:
+            b.requested_end_ms = self._speech.last_voice_ms
+            b.asked_ms = t_ms
+            actions.append(Transcribe(b.start_ms, b.requested_end_ms, draft=False))
+        if signals.final_text is not None and abs(signals.final_end_ms - b.requested_end_ms) < 1e-6:
+            text = signals.final_text.strip()
+            if text and b.voiced_ms >= cfg.min_backchannel_ms and not is_backchannel(text, cfg.backchannel_words):
+                self._confirm(t_ms, agent, actions, events)  # real words: "wait", "stop it"
                 return
-            if b.text.strip():
-                events.append(UserBackchannel(t_ms, b.text.strip()))
-            b.resume_at_ms = self._speech.last_voice_ms + self.barge.resume_after_ms
-        if b.resume_at_ms is None and self.silence_ms(t_ms) >= self.barge.resume_after_ms * 3:
-            b.resume_at_ms = t_ms  # no transcript came: treat as noise
+            if text and b.voiced_ms >= cfg.min_backchannel_ms:
+                events.append(UserBackchannel(t_ms, text))
+            # A backchannel, a cough or noise: resume after a short hold.
+            b.resume_at_ms = self._speech.last_voice_ms + cfg.resume_after_ms
+        if b.resume_at_ms is None and t_ms - b.asked_ms >= 3 * cfg.resume_after_ms:
+            b.resume_at_ms = t_ms  # no transcript came in time: treat it as noise
         if b.resume_at_ms is not None and t_ms + self.frame_ms >= b.resume_at_ms:
             actions.append(ResumeOutput())
             events.append(BargeIn(t_ms, "false_alarm", agent.response_id))

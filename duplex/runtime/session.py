@@ -8,6 +8,7 @@ session, and is dropped with it.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from duplex.errors import AudioFormatError, SessionClosed
 from duplex.events import ErrorEvent, Event, SessionStarted, Stall
 from duplex.events import SessionClosed as SessionClosedEvent
 from duplex.models.base import ModelSession
+from duplex.policy.echo import EchoEstimator, make_echo_canceller
 from duplex.policy.turn_taker import ConvState, TurnTaker
 from duplex.runtime.channel import EventChannel
 from duplex.runtime.lanes import inline_compute_ms
@@ -54,6 +56,11 @@ class Session:
         self.last_input_wall = time.monotonic()
         self.trace: list[tuple[float, float, str, float]] | None = None  # (t_ms, vad, state, out_rms)
         self._controls: collections.deque = collections.deque()
+        # Echo: the agent's output, as played, is the canceller's reference.
+        self.echo = make_echo_canceller(config.echo.engine, config.audio.input_sample_rate, self.frame_samples)
+        self.echo_guard = EchoEstimator(margin_db=config.echo.guard_margin_db) if config.echo.guard else None
+        self._played = np.zeros(self.frame_samples, np.float32)
+        self._to_input_rate = StreamResampler(config.audio.output_sample_rate, config.audio.input_sample_rate)
         self.emit(SessionStarted(0.0, session_id, config.audio.input_sample_rate, config.audio.output_sample_rate, config.audio.frame_ms))
 
     @property
@@ -133,7 +140,11 @@ class Session:
         t_ms = self.t_ms
         lane_ms0 = inline_compute_ms()
         t0 = time.perf_counter()
-        signals = self.model.listen(frame, t_ms)
+        clean = self.echo.process(frame, self._played)
+        explained = self.echo_guard.explained(clean, self._played) if self.echo_guard else False
+        signals = self.model.listen(clean, t_ms)
+        if explained:
+            signals = dataclasses.replace(signals, echo_explained=True)
         t1 = time.perf_counter()
         actions, decided = self.turn_taker.update(t_ms, signals, self.model.status())
         events = list(signals.events) + decided
@@ -147,6 +158,7 @@ class Session:
         t3 = time.perf_counter()
         spoken = self.model.speak(t_ms)
         events += spoken.events
+        self._played = self._reference(spoken.samples)
         t4 = time.perf_counter()
         used_ms = 1000.0 * (t4 - t0) - (inline_compute_ms() - lane_ms0)
         phases = {"listen": 1000 * (t1 - t0), "decide": 1000 * (t2 - t1), "think": 1000 * (t3 - t2), "speak": 1000 * (t4 - t3)}
@@ -161,6 +173,18 @@ class Session:
             self.trace.append((t_ms, signals.vad_prob, self.turn_taker.state.value, rms))
         self.ticks += 1
         return spoken.samples
+
+    def _reference(self, out: np.ndarray) -> np.ndarray:
+        """The output frame at the input rate, exactly one input frame long (echo reference)."""
+        ref = self._to_input_rate.process(out)
+        n = self.frame_samples
+        if len(ref) == n:
+            return ref
+        self._ref_carry = np.concatenate([getattr(self, "_ref_carry", np.zeros(0, np.float32)), ref])
+        if len(self._ref_carry) < n:
+            return np.pad(self._ref_carry, (n - len(self._ref_carry), 0))
+        frame, self._ref_carry = self._ref_carry[:n], self._ref_carry[n:]
+        return frame
 
     def idle(self) -> bool:
         """True when nothing is pending: no open user turn response, no output."""
