@@ -142,7 +142,7 @@ class BargeInConfig:
 class EchoConfig:
     """Echo cancellation of the agent's own voice (the policy layer)."""
 
-    engine: Literal["webrtc", "speex", "none"] = "webrtc"
+    engine: Literal["webrtc", "speex", "none"] = "speex"
     guard: bool = True  # ignore input energy explained by the agent's own output
     guard_margin_db: float = 10.0
 
