@@ -67,31 +67,38 @@ _SOFT_BREAK = re.compile(r"[,;:](?:\s)")
 _SPECIAL = re.compile(r"<\|[^|>]*\|>")
 
 
-def split_clauses(pieces: Iterator[str], first_min_words: int = 3, max_words: int = 14) -> Iterator[str]:
+def split_clauses(
+    pieces: Iterator[str], first_max_words: int = 7, min_words: int = 3, max_words: int = 14
+) -> Iterator[str]:
     """Cut a stream of text pieces into speakable clauses as early as sense allows.
 
-    A clause ends at a sentence end; also at a comma/semicolon once it has
-    ``first_min_words`` words (so the first audio comes early), or at
-    ``max_words`` words.
+    The first clause is kept short, because its synthesis is on the critical path
+    of the response latency: it ends at the first sentence end or comma, or after
+    ``first_max_words`` words. Later clauses end at a sentence end, at a comma
+    once they have ``min_words`` words, or at ``max_words`` words.
     """
     buf = ""
+    first = True
     for piece in pieces:
         buf += piece
         while True:
             cut = None
             m = _CLAUSE_END.search(buf)
+            s = _SOFT_BREAK.search(buf)
+            words_now = len(buf.split())
             if m:
                 cut = m.end()
-            else:
-                s = _SOFT_BREAK.search(buf)
-                if s and len(buf[: s.end()].split()) >= first_min_words:
-                    cut = s.end()
-                elif len(buf.split()) > max_words and buf.endswith(" "):
-                    cut = len(buf)
+            if s and (first or len(buf[: s.end()].split()) >= min_words) and (cut is None or s.end() < cut):
+                cut = s.end()
+            if cut is None and words_now > (first_max_words if first else max_words):
+                # Cut before the last (maybe unfinished) word: tokens arrive as " word" pieces.
+                space = buf.rstrip().rfind(" ")
+                cut = space if space > 0 else None
             if cut is None:
                 break
             clause, buf = buf[:cut].strip(), buf[cut:]
             if clause:
+                first = False
                 yield clause
     if buf.strip():
         yield buf.strip()
@@ -105,6 +112,7 @@ class CascadeStages:
     asr: Callable[[], SpeechRecognizer]
     llm: Callable[[], TextGenerator]
     tts: Callable[[], SpeechSynthesizer]
+    asr_partial: Callable[[], SpeechRecognizer] | None = None  # None: the same as ``asr``
 
 
 @dataclass
@@ -155,6 +163,7 @@ class CascadeSession:
         self.out_frame = config.output_frame_samples
         self.vad = stages.vad()
         self.asr = stages.asr()
+        self.asr_partial = stages.asr_partial() if stages.asr_partial else self.asr
         self.llm = stages.llm()
         self.tts = stages.tts()
         if self.vad.frame_samples != self.frame and self.frame % self.vad.frame_samples:
@@ -162,6 +171,8 @@ class CascadeSession:
                 f"frame of {self.frame} samples is not a multiple of the VAD frame ({self.vad.frame_samples})"
             )
         self.listen_lane = make_lane(f"{session_id}-listen")
+        # Partials run on a lane of their own: a final never waits behind a partial.
+        self.partial_lane = make_lane(f"{session_id}-partial")
         self.respond_lane = make_lane(f"{session_id}-respond")
         self.input = RingBuffer(int(self.rate * (config.models.asr.max_utterance_s + 4)))
         self.playout = PlayoutQueue(self.out_rate)
@@ -204,7 +215,7 @@ class CascadeSession:
                 self._speech_since_ms = t_ms
             self._last_voice_ms = frame_end
         partial, final, final_end = None, None, 0.0
-        for r in self.listen_lane.poll(frame_end):
+        for r in self.partial_lane.poll(frame_end) + self.listen_lane.poll(frame_end):
             kind, payload = r.item if r.item is not None else ("error", None)
             if r.error is not None:
                 self._pending_events.append(ErrorEvent(t_ms, f"ASR failed: {r.error}", "asr_failed"))
@@ -250,12 +261,12 @@ class CascadeSession:
         if len(audio) < self.rate * 0.4:
             return
         self._last_partial_ms = frame_end
-        asr = self.asr
+        asr = self.asr_partial
 
         def job() -> Iterator[tuple[str, str]]:
             yield ("partial", asr.transcribe(audio).text.strip())
 
-        self._partial_job = self.listen_lane.submit("asr-partial", job, frame_end)
+        self._partial_job = self.partial_lane.submit("asr-partial", job, frame_end)
 
     def _prefill(self, partial: str, t_ms: float) -> None:
         """Warm the LLM's cache with the partial transcript while the user still talks."""
@@ -301,7 +312,7 @@ class CascadeSession:
         if self._final_job is not None:
             self.listen_lane.cancel(self._final_job)
         if self._partial_job is not None:
-            self.listen_lane.cancel(self._partial_job)
+            self.partial_lane.cancel(self._partial_job)
             self._partial_job = None
         # A little context either side keeps word edges intact.
         start = max(0.0, a.start_ms - 160)
@@ -527,5 +538,6 @@ class CascadeSession:
         )
 
     def close(self) -> None:
+        self.partial_lane.close()
         self.listen_lane.close()
         self.respond_lane.close()

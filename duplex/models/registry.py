@@ -50,6 +50,8 @@ def cascade_stages(config: Config) -> CascadeStages:
     from duplex.models.asr_whisper import WhisperRecognizer
 
     asr = WhisperRecognizer(m.asr.path or None, threads=m.asr.threads, beam_size=m.asr.beam_size)
+    # Partials get their own instance (one thread): a final never queues behind one.
+    asr_partial = WhisperRecognizer(m.asr.path or None, threads=1, beam_size=1) if m.asr.partial_interval_ms > 0 else asr
 
     tts_factory: Callable[[], SpeechSynthesizer]
     if m.tts.engine == "piper":
@@ -97,4 +99,4 @@ def cascade_stages(config: Config) -> CascadeStages:
         # (a Piper voice is used by one thread at a time).
         return first_tts.pop() if first_tts else tts_factory()
 
-    return CascadeStages(vad=vad, asr=lambda: asr, llm=llm, tts=tts)
+    return CascadeStages(vad=vad, asr=lambda: asr, llm=llm, tts=tts, asr_partial=lambda: asr_partial)
