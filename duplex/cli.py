@@ -199,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-estimate", action="store_true", help="skip the Moshi 7B estimate")
     b.add_argument("--out", default="out/bench/model.json")
     b.set_defaults(func=_cmd_bench_model)
+
+    from duplex.eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 

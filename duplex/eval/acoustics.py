@@ -9,11 +9,12 @@ optional room impulse). Everything is causal: the agent's output frame of tick
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
-from duplex.audio.resample import StreamResampler, resample
+from duplex.audio.resample import resample
 from duplex.audio.wav import read_wav
 from duplex.eval.scenarios import EchoPath, Reverb
 
@@ -37,6 +38,36 @@ def synthetic_impulse(reverb: Reverb, rate: int = 16000) -> np.ndarray:
     return (h / np.sqrt(np.sum(h**2))).astype(np.float32)
 
 
+class FrameResampler:
+    """A streaming polyphase (windowed-sinc FIR) resampler with a fixed, tiny latency.
+
+    Unlike a general stream resampler it returns exactly ``len(x) * up / down``
+    samples a call (when that is whole), so the echo lands where the path says.
+    """
+
+    def __init__(self, from_rate: int, to_rate: int, taps_per_phase: int = 16) -> None:
+        g = math.gcd(from_rate, to_rate)
+        self.up, self.down = to_rate // g, from_rate // g
+        n = taps_per_phase * max(self.up, self.down) | 1
+        cutoff = 1.0 / max(self.up, self.down)
+        t = np.arange(n) - (n - 1) / 2
+        self.h = (np.sinc(cutoff * t) * np.hamming(n) * cutoff * self.up).astype(np.float64)
+        self._hist = np.zeros(n - 1, np.float64)
+        self._phase = 0  # index in the up-sampled stream of the next output sample, relative
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        if self.up == self.down:
+            return x.astype(np.float32)
+        xu = np.zeros(len(x) * self.up, np.float64)
+        xu[:: self.up] = x
+        buf = np.concatenate([self._hist, xu])
+        y = np.convolve(buf, self.h, mode="valid")  # one output per up-sampled input sample
+        self._hist = buf[len(buf) - (len(self.h) - 1) :]
+        idx = np.arange(self._phase, len(y), self.down)
+        self._phase = int(idx[-1] + self.down - len(y)) if len(idx) else self._phase - len(y)
+        return y[idx].astype(np.float32)
+
+
 class EchoSimulator:
     """Turns the agent's output frames into the echo that reaches the microphone.
 
@@ -44,10 +75,17 @@ class EchoSimulator:
     the cost per tick stays small however long the impulse.
     """
 
-    def __init__(self, path: EchoPath, frame_samples: int, out_rate: int, in_rate: int = 16000, folder: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: EchoPath,
+        frame_samples: int,
+        out_rate: int,
+        in_rate: int = 16000,
+        folder: Path | None = None,
+    ) -> None:
         self.frame_samples = frame_samples
         self.gain = db_to_gain(path.gain_db)
-        self._resampler = StreamResampler(out_rate, in_rate)
+        self._resampler = FrameResampler(out_rate, in_rate)
         if path.impulse:
             h, rate = read_wav((folder or Path(".")) / path.impulse, expect_rate=None)
             self.impulse = resample(h, rate, in_rate)
@@ -70,7 +108,9 @@ class EchoSimulator:
         if self._h_fft is None:
             y = x * float(self.impulse[0])
         else:
-            y = np.fft.irfft(np.fft.rfft(x, self._fft_n) * self._h_fft, self._fft_n)[: len(x) + len(self.impulse) - 1]
+            y = np.fft.irfft(np.fft.rfft(x, self._fft_n) * self._h_fft, self._fft_n)[
+                : len(x) + len(self.impulse) - 1
+            ]
         start = self._write - self._read  # position in the buffer
         need = start + len(y)
         if need > len(self._buf):
@@ -91,7 +131,9 @@ class EchoSimulator:
 class Microphone:
     """The mixed microphone signal: base track + scheduled inserts + echo."""
 
-    def __init__(self, base: np.ndarray, frame_samples: int, echo: EchoSimulator | None = None) -> None:
+    def __init__(
+        self, base: np.ndarray, frame_samples: int, echo: EchoSimulator | None = None
+    ) -> None:
         self.base = base.astype(np.float32, copy=False)
         self.frame_samples = frame_samples
         self.echo = echo

@@ -25,7 +25,13 @@ Behaviour = Literal["take_turn", "no_take", "yield", "ignore"]
 Anchor = Literal["time", "agent_audio_start", "agent_audio_done", "insert_start", "insert_end"]
 
 BEHAVIOURS: tuple[str, ...] = ("take_turn", "no_take", "yield", "ignore")
-ANCHORS: tuple[str, ...] = ("time", "agent_audio_start", "agent_audio_done", "insert_start", "insert_end")
+ANCHORS: tuple[str, ...] = (
+    "time",
+    "agent_audio_start",
+    "agent_audio_done",
+    "insert_start",
+    "insert_end",
+)
 CATEGORIES: tuple[str, ...] = (
     "smooth_turn",
     "pause",
@@ -203,13 +209,20 @@ def scenario_from_dict(data: dict[str, Any], sidecar: Path) -> Scenario:
         raise ScenarioError(f"{where}: schema {schema!r} is not {SCHEMA!r}")
     category = data.get("category")
     if category not in CATEGORIES:
-        raise ScenarioError(f"{where}: category must be one of {list(CATEGORIES)}, got {category!r}")
+        raise ScenarioError(
+            f"{where}: category must be one of {list(CATEGORIES)}, got {category!r}"
+        )
     audio = sidecar.parent / str(data.get("audio") or sidecar.with_suffix(".wav").name)
     segments = []
     for i, s in enumerate(data.get("segments", [])):
         w = f"{where} segments[{i}]"
         segments.append(
-            Segment(_num(s, "start_ms", w) or 0.0, _num(s, "end_ms", w) or 0.0, str(s.get("text", "")), str(s.get("speaker", "user")))
+            Segment(
+                _num(s, "start_ms", w) or 0.0,
+                _num(s, "end_ms", w) or 0.0,
+                str(s.get("text", "")),
+                str(s.get("speaker", "user")),
+            )
         )
     inserts = []
     for i, s in enumerate(data.get("inserts", [])):
@@ -218,7 +231,9 @@ def scenario_from_dict(data: dict[str, Any], sidecar: Path) -> Scenario:
             raise ScenarioError(f"{w}: audio (a WAV next to the sidecar) is required")
         anchor = s.get("anchor", "agent_audio_start")
         if anchor not in ("time", "agent_audio_start", "agent_audio_done"):
-            raise ScenarioError(f"{w}: anchor must be time, agent_audio_start or agent_audio_done, got {anchor!r}")
+            raise ScenarioError(
+                f"{w}: anchor must be time, agent_audio_start or agent_audio_done, got {anchor!r}"
+            )
         span = s.get("speech_ms")
         inserts.append(
             Insert(
@@ -240,7 +255,9 @@ def scenario_from_dict(data: dict[str, Any], sidecar: Path) -> Scenario:
             raise ScenarioError(f"{w}: behaviour must be one of {list(BEHAVIOURS)}, got {b!r}")
         ins = e.get("insert")
         if ins is not None and not (isinstance(ins, int) and 0 <= ins < len(inserts)):
-            raise ScenarioError(f"{w}: insert must index inserts (0..{len(inserts) - 1}), got {ins!r}")
+            raise ScenarioError(
+                f"{w}: insert must index inserts (0..{len(inserts) - 1}), got {ins!r}"
+            )
         if ins is None and b in ("take_turn", "yield") and e.get("end_ms") is None:
             raise ScenarioError(f"{w}: {b} needs end_ms (end of the user's turn) or an insert")
         expect.append(
@@ -295,7 +312,9 @@ def load_scenario(sidecar: str | Path) -> Scenario:
     return sc
 
 
-def load_scenarios(folder: str | Path, subset: str | None = None, only: list[str] | None = None) -> list[Scenario]:
+def load_scenarios(
+    folder: str | Path, subset: str | None = None, only: list[str] | None = None
+) -> list[Scenario]:
     """Every scenario in ``folder`` (sorted by id).
 
     Args:
@@ -308,7 +327,9 @@ def load_scenarios(folder: str | Path, subset: str | None = None, only: list[str
     """
     root = Path(folder)
     if not root.is_dir():
-        raise ScenarioError(f"no scenario folder {root}; make one with `duplex eval make-scenarios {root}`")
+        raise ScenarioError(
+            f"no scenario folder {root}; make one with `duplex eval make-scenarios {root}`"
+        )
     out = []
     for side in sorted(root.rglob("*.json")):
         try:
@@ -324,7 +345,9 @@ def load_scenarios(folder: str | Path, subset: str | None = None, only: list[str
         out = [s for s in out if any(s.id.startswith(p) for p in only)]
     if not out:
         raise ScenarioError(
-            f"no scenarios in {root}" + (f" tagged {subset!r}" if subset else "") + "; each needs NAME.wav + NAME.json with "
+            f"no scenarios in {root}"
+            + (f" tagged {subset!r}" if subset else "")
+            + "; each needs NAME.wav + NAME.json with "
             f'"schema": "{SCHEMA}"'
         )
     ids = [s.id for s in out]

@@ -1,0 +1,618 @@
+"""The standard scenario set (``duplex eval make-scenarios DIR``), built reproducibly.
+
+Speech comes from the espeak-ng command (one fresh process an utterance, so the
+same text gives the same samples), in several voices and speeds; room effects
+come from sox (reverb, level changes, band-limited noise) run with ``-R``
+(repeatable). Every random choice draws from a generator seeded with
+``(seed, scenario number)``, so a set is a pure function of the seed.
+
+The set covers smooth turn-taking, mid-utterance pauses (1–2 s), user
+backchannels while the agent talks, user interruptions, background noise and
+background speech with no turn (while listening and while talking), the agent's
+own echo leaking into the microphone, and multi-turn exchanges. Scenarios
+tagged ``ci`` form the CI subset (``--subset ci``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from duplex.audio.resample import resample
+from duplex.errors import DuplexError
+from duplex.eval.runner import speech_span_ms
+from duplex.eval.scenarios import (
+    EchoPath,
+    Expectation,
+    Insert,
+    Reverb,
+    Scenario,
+    Segment,
+    write_scenario,
+)
+
+SR = 16000
+GENERATOR_VERSION = 1
+
+VOICES = [
+    "en-us",
+    "en-us+f3",
+    "en-us+m3",
+    "en-029",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-us+f4",
+    "en-us+m5",
+]
+SPEEDS = [135, 150, 165, 180, 195]
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "Can you recommend a good book to read?",
+    "What should I cook for dinner tonight?",
+    "Why is the sky blue?",
+    "How far away is the moon?",
+    "What is a good way to start the morning?",
+    "Tell me a fun fact about octopuses.",
+    "What time of year is best for visiting Japan?",
+    "How do I make a cup of green tea?",
+    "What is the largest ocean on Earth?",
+    "Can you suggest a name for my new puppy?",
+    "How do plants make their food?",
+    "How can I learn to play the guitar?",
+    "Who wrote Romeo and Juliet?",
+    "What is the boiling point of water?",
+    "Give me a tip for staying focused at work.",
+    "What does a bee do all day?",
+    "How long does it take to walk ten kilometres?",
+    "Why do cats purr?",
+]
+
+# (first part, second part): the pause falls where the sentence is clearly unfinished
+PAUSED = [
+    ("I was wondering if you could tell me", "how far away the moon is."),
+    ("Could you explain to me", "why the sky is blue?"),
+    ("I need some ideas for", "what to cook for dinner tonight."),
+    ("My friend and I were trying to remember", "who wrote Romeo and Juliet."),
+    ("Can you give me", "a good tip for staying focused at work?"),
+    ("I would like to know", "how many legs a spider has."),
+    ("So what I really want to understand is", "how plants make their food."),
+    ("Before we go on, tell me", "the boiling point of water."),
+    ("I have been thinking about", "learning to play the guitar. Any advice?"),
+    ("What would be the best time of year", "to visit Japan?"),
+]
+
+BACKCHANNELS = ["mhm", "yeah", "uh-huh", "right", "okay", "I see", "mm", "yes", "sure", "got it"]
+
+INTERRUPTIONS = [
+    "Wait, sorry, can you tell me about dogs instead?",
+    "Hold on, actually, what about the weather tomorrow?",
+    "Sorry to interrupt, but how do I boil an egg?",
+    "No wait, I meant something else entirely.",
+    "Stop, stop. Can you say that more slowly?",
+    "Actually, never mind that. What time is it in Tokyo?",
+    "Excuse me, could you repeat the first part?",
+    "Hang on, let me ask you something different.",
+    "Sorry, I think you misunderstood my question.",
+    "Wait a second, what does that word mean?",
+]
+
+BACKGROUND_TALK = [
+    "Did you remember to buy milk on the way home? I think we are out again.",
+    "The meeting got moved to Thursday afternoon, so we have a bit more time.",
+    "Turn left at the next corner and then keep going straight for a while.",
+    "I told him the package would arrive by Friday, but it is still not here.",
+    "We should really repaint the kitchen before the summer is over.",
+    "The train was twenty minutes late this morning because of the rain.",
+]
+
+
+class GenerateError(DuplexError):
+    """The generator cannot run (sox missing, bad folder)."""
+
+
+# ---------------------------------------------------------------- audio helpers
+def _espeak_cli(text: str, voice: str, wpm: int) -> tuple[np.ndarray, int]:
+    """espeak-ng in a fresh process: the library keeps state between utterances,
+    so only a new process gives the same samples for the same text every time."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise GenerateError(
+            "espeak-ng is not installed; install it (apt-get install -y espeak-ng) to make scenarios"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "s.wav"
+        proc = subprocess.run(
+            [exe, "-v", voice, "-s", str(wpm), "-w", str(out), text],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0 or not out.is_file():
+            raise GenerateError(f"espeak-ng failed for voice {voice!r}: {proc.stderr.strip()}")
+        x, rate = sf.read(str(out), dtype="float32")
+    return np.asarray(x, np.float32), int(rate)
+
+
+def speak(text: str, voice: str, wpm: int, level_db: float = -6.0) -> np.ndarray:
+    """espeak-ng speech of ``text`` at 16 kHz, trimmed, peak at ``level_db`` dBFS."""
+    x, rate = _espeak_cli(text, voice, wpm)
+    audio = resample(x, rate, SR)
+    a, b = speech_span_ms(audio, SR, -45.0)
+    audio = audio[int(a * SR / 1000) : int(b * SR / 1000)]
+    peak = float(np.abs(audio).max()) or 1.0
+    return (audio * (10 ** (level_db / 20) / peak)).astype(np.float32)
+
+
+def _sox_path() -> str:
+    path = shutil.which("sox")
+    if path is None:
+        raise GenerateError(
+            "sox is not installed; install it (apt-get install -y sox) to make scenarios"
+        )
+    return path
+
+
+def sox(
+    audio: np.ndarray | None, *effects: str, length_s: float | None = None, synth: str | None = None
+) -> np.ndarray:
+    """Run sox effects on ``audio`` (or synthesize ``length_s`` of ``synth`` noise), repeatably."""
+    exe = _sox_path()
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
+        if audio is None:
+            cmd = [
+                exe,
+                "-R",
+                "-n",
+                "-r",
+                str(SR),
+                "-c",
+                "1",
+                "-b",
+                "16",
+                str(dst),
+                "synth",
+                f"{length_s:.3f}",
+                str(synth),
+                *effects,
+            ]
+        else:
+            sf.write(str(src), np.clip(audio, -1, 1), SR, subtype="FLOAT")
+            cmd = [exe, "-R", str(src), "-b", "16", str(dst), *effects]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise GenerateError(f"sox failed ({' '.join(cmd[3:])}): {proc.stderr.strip()}")
+        out, _ = sf.read(str(dst), dtype="float32")
+    return np.asarray(out, np.float32)
+
+
+def reverb(audio: np.ndarray, amount: int = 40, room: int = 60) -> np.ndarray:
+    """sox reverb (reverberance %, room scale %), wet+dry, length kept."""
+    y = sox(
+        np.concatenate([audio, np.zeros(SR // 2, np.float32)]),
+        "reverb",
+        str(amount),
+        "50",
+        str(room),
+    )
+    return y[: len(audio) + SR // 2]
+
+
+def noise(kind: str, seconds: float, level_db: float) -> np.ndarray:
+    """Band-shaped noise from sox at ``level_db`` dBFS RMS: white, pink, brown, hum or hiss."""
+    if kind == "hum":
+        x = sox(None, "vol", "0.5", length_s=seconds, synth="brownnoise")
+        x = sox(x, "lowpass", "300")
+    elif kind == "hiss":
+        x = sox(None, "highpass", "3000", length_s=seconds, synth="whitenoise")
+    else:
+        x = sox(None, length_s=seconds, synth=f"{kind}noise")
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) or 1.0
+    return (x * (10 ** (level_db / 20) / rms)).astype(np.float32)
+
+
+def level(audio: np.ndarray, db: float) -> np.ndarray:
+    """A level change through sox ``gain``."""
+    return sox(audio, "gain", f"{db:.1f}")[: len(audio)]
+
+
+class Track:
+    """A base track under construction: pieces placed in time, segments recorded."""
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[int, np.ndarray]] = []
+        self.segments: list[Segment] = []
+        self.cursor = 0  # samples
+
+    def silence(self, seconds: float) -> None:
+        self.cursor += int(seconds * SR)
+
+    def add(
+        self, audio: np.ndarray, text: str = "", speaker: str = "user", at: int | None = None
+    ) -> tuple[float, float]:
+        start = self.cursor if at is None else at
+        self.pieces.append((start, audio))
+        a, b = speech_span_ms(audio, SR, -40.0)
+        seg = Segment(
+            round(start * 1000 / SR + a, 1), round(start * 1000 / SR + b, 1), text, speaker
+        )
+        self.segments.append(seg)
+        if at is None:
+            self.cursor = start + len(audio)
+        return seg.start_ms, seg.end_ms
+
+    def render(self, tail_s: float = 0.5) -> np.ndarray:
+        end = max([self.cursor] + [s + len(x) for s, x in self.pieces]) + int(tail_s * SR)
+        out = np.zeros(end, np.float32)
+        for s, x in self.pieces:
+            out[s : s + len(x)] += x
+        return np.clip(out, -1, 1)
+
+
+@dataclass
+class Built:
+    scenario: Scenario
+    wavs: dict[str, np.ndarray]  # file name → samples
+
+
+# ---------------------------------------------------------------- scenario builders
+Rng = np.random.Generator
+
+
+def _voice(rng: Rng) -> tuple[str, int]:
+    return VOICES[int(rng.integers(len(VOICES)))], SPEEDS[int(rng.integers(len(SPEEDS)))]
+
+
+def _question(rng: Rng, i: int) -> str:
+    return QUESTIONS[(i * 7 + int(rng.integers(3))) % len(QUESTIONS)]
+
+
+def _ask(
+    track: Track, rng: Rng, i: int, voice: str, wpm: int, effect: str = "clean"
+) -> tuple[str, float, float]:
+    q = _question(rng, i)
+    x = speak(q, voice, wpm)
+    if effect == "quiet":
+        x = level(x, -14.0)
+    elif effect == "loud":
+        x = level(x, 4.0)
+    elif effect == "reverb":
+        x = reverb(x, 50, 80)
+    track.silence(0.6 + 0.4 * float(rng.random()))
+    s, e = track.add(x, q)
+    return q, s, e
+
+
+def smooth_turn(sid: str, rng: Rng, i: int) -> Built:
+    voice, wpm = _voice(rng)
+    effect = ["clean", "quiet", "loud", "reverb", "noisy", "clean", "clean"][i % 7]
+    t = Track()
+    q, _, end = _ask(t, rng, i, voice, wpm, effect if effect != "noisy" else "clean")
+    base = t.render(1.0)
+    if effect == "noisy":  # pink noise at about 20 dB below the speech
+        base = np.clip(base + noise("pink", len(base) / SR + 0.05, -42.0)[: len(base)], -1, 1)
+    sc = Scenario(
+        sid,
+        "smooth_turn",
+        Path(f"{sid}.wav"),
+        tuple(t.segments),
+        (Expectation("take_turn", end_ms=end, text=q),),
+        description=f"one question ({voice}, {wpm} wpm, {effect}); the agent should answer",
+        meta={"voice": voice, "wpm": wpm, "effect": effect},
+    )
+    return Built(sc, {f"{sid}.wav": base})
+
+
+def multi_turn(sid: str, rng: Rng, i: int) -> Built:
+    voice, wpm = _voice(rng)
+    t = Track()
+    q, _, end = _ask(t, rng, i, voice, wpm)
+    q2 = _question(rng, i + 5)
+    follow = speak(q2, voice, wpm)
+    gap_ms = 600.0 + 400.0 * float(rng.random())
+    sc = Scenario(
+        sid,
+        "smooth_turn",
+        Path(f"{sid}.wav"),
+        tuple(t.segments),
+        (Expectation("take_turn", end_ms=end, text=q), Expectation("take_turn", insert=0, text=q2)),
+        inserts=(Insert(f"{sid}.turn2.wav", "agent_audio_done", 1, round(gap_ms), q2, "turn"),),
+        description=f"two questions; the second {gap_ms:.0f} ms after the agent's first answer ends",
+        meta={"voice": voice, "wpm": wpm},
+    )
+    return Built(sc, {f"{sid}.wav": t.render(1.0), f"{sid}.turn2.wav": follow})
+
+
+def pause(sid: str, rng: Rng, i: int) -> Built:
+    voice, wpm = _voice(rng)
+    first, second = PAUSED[i % len(PAUSED)]
+    gap = round(1.0 + float(rng.random()), 2)  # 1–2 s
+    t = Track()
+    t.silence(0.7)
+    _, p_start = t.add(speak(first, voice, wpm), first)
+    t.silence(gap)
+    resume, end = t.add(speak(second, voice, wpm), second)
+    sc = Scenario(
+        sid,
+        "pause",
+        Path(f"{sid}.wav"),
+        tuple(t.segments),
+        (
+            Expectation(
+                "no_take", onset_ms=p_start, end_ms=resume, window_ms=(p_start, end), text=first
+            ),
+            Expectation("take_turn", end_ms=end, text=f"{first} {second}", category="smooth_turn"),
+        ),
+        description=f"a {gap:.1f} s pause mid-sentence; the agent should wait, then answer",
+        meta={"voice": voice, "wpm": wpm, "pause_s": gap},
+    )
+    return Built(sc, {f"{sid}.wav": t.render(1.0)})
+
+
+def _during(
+    sid: str,
+    category: str,
+    rng: Rng,
+    i: int,
+    insert_audio: np.ndarray,
+    text: str,
+    kind: str,
+    behaviour: str,
+    offset_ms: float,
+    description: str,
+    echo: EchoPath | None = None,
+    meta: dict | None = None,
+    speaker: tuple[str, int] | None = None,
+) -> Built:
+    voice, wpm = speaker or _voice(rng)
+    t = Track()
+    q, _, end = _ask(t, rng, i, voice, wpm)
+    exp = Expectation(behaviour, insert=0, text=text)  # type: ignore[arg-type]
+    sc = Scenario(
+        sid,
+        category,
+        Path(f"{sid}.wav"),
+        tuple(t.segments),
+        (Expectation("take_turn", end_ms=end, text=q, category="smooth_turn"), exp),
+        inserts=(
+            Insert(f"{sid}.{kind}.wav", "agent_audio_start", 1, round(offset_ms), text, kind),
+        ),
+        echo=echo,
+        description=description,
+        meta={"voice": voice, "wpm": wpm, **(meta or {})},
+    )
+    return Built(sc, {f"{sid}.wav": t.render(1.0), f"{sid}.{kind}.wav": insert_audio})
+
+
+def backchannel(sid: str, rng: Rng, i: int) -> Built:
+    voice, wpm = _voice(rng)
+    word = BACKCHANNELS[i % len(BACKCHANNELS)]
+    x = speak(word, voice, wpm, level_db=-8.0)
+    off = 500 + 900 * float(rng.random())
+    return _during(
+        sid,
+        "backchannel",
+        rng,
+        i,
+        x,
+        word,
+        "backchannel",
+        "ignore",
+        off,
+        f"the user says {word!r} {off:.0f} ms into the agent's answer; the agent should go on",
+        speaker=(voice, wpm),
+    )
+
+
+def interruption(sid: str, rng: Rng, i: int, echo: EchoPath | None = None) -> Built:
+    voice, wpm = _voice(rng)
+    text = INTERRUPTIONS[i % len(INTERRUPTIONS)]
+    x = speak(text, voice, wpm)
+    off = 600 + 900 * float(rng.random())
+    what = " with echo" if echo else ""
+    return _during(
+        sid,
+        "interruption",
+        rng,
+        i,
+        x,
+        text,
+        "interruption",
+        "yield",
+        off,
+        f"the user interrupts {off:.0f} ms into the agent's answer{what}; the agent should stop and answer",
+        echo=echo,
+        speaker=(voice, wpm),
+    )
+
+
+def noise_idle(sid: str, rng: Rng, i: int) -> Built:
+    kind = ["pink", "brown", "hum", "white", "hiss"][i % 5]
+    dur = 2.0 + float(rng.random())
+    lvl = -30.0 + 6.0 * float(rng.random())
+    t = Track()
+    t.silence(0.8)
+    s, e = t.add(noise(kind, dur, lvl), f"[{kind} noise]", "noise")
+    sc = Scenario(
+        sid,
+        "noise",
+        Path(f"{sid}.wav"),
+        tuple(t.segments),
+        (Expectation("no_take", onset_ms=s, end_ms=e),),
+        description=f"{dur:.1f} s of {kind} noise at {lvl:.0f} dBFS and no speech; the agent should stay quiet",
+        meta={"noise": kind, "level_db": lvl},
+    )
+    return Built(sc, {f"{sid}.wav": t.render(1.5)})
+
+
+def noise_during(sid: str, rng: Rng, i: int) -> Built:
+    kind = ["pink", "brown", "white"][i % 3]
+    dur = 1.0 + float(rng.random())
+    x = noise(kind, dur, -30.0)
+    off = 500 + 800 * float(rng.random())
+    return _during(
+        sid,
+        "noise",
+        rng,
+        i,
+        x,
+        f"[{kind} noise]",
+        "noise",
+        "ignore",
+        off,
+        f"{dur:.1f} s of {kind} noise {off:.0f} ms into the agent's answer; the agent should go on",
+    )
+
+
+def background_idle(sid: str, rng: Rng, i: int) -> Built:
+    voice, wpm = _voice(rng)
+    text = BACKGROUND_TALK[i % len(BACKGROUND_TALK)]
+    x = reverb(speak(text, voice, wpm, level_db=-22.0), 70, 100)
+    t = Track()
+    t.silence(0.8)
+    s, e = t.add(x, text, "background")
+    sc = Scenario(
+        sid,
+        "background_speech",
+        Path(f"{sid}.wav"),
+        tuple(t.segments),
+        (Expectation("no_take", onset_ms=s, end_ms=e, text=text),),
+        description="distant speech not addressed to the agent (-22 dB, reverberant); the agent should stay quiet",
+        meta={"voice": voice, "wpm": wpm},
+    )
+    return Built(sc, {f"{sid}.wav": t.render(1.5)})
+
+
+def background_during(sid: str, rng: Rng, i: int) -> Built:
+    voice, wpm = _voice(rng)
+    text = BACKGROUND_TALK[(i + 3) % len(BACKGROUND_TALK)]
+    x = reverb(speak(text, voice, wpm, level_db=-22.0), 70, 100)
+    off = 400 + 800 * float(rng.random())
+    return _during(
+        sid,
+        "background_speech",
+        rng,
+        i,
+        x,
+        text,
+        "background_speech",
+        "ignore",
+        off,
+        f"distant background talk {off:.0f} ms into the agent's answer; the agent should go on",
+    )
+
+
+def _echo_path(rng: Rng, with_reverb: bool) -> EchoPath:
+    delay = round(30 + 120 * float(rng.random()))
+    gain = round(-6 - 14 * float(rng.random()), 1)
+    rv = (
+        Reverb(round(150 + 350 * float(rng.random())), int(rng.integers(1 << 16)))
+        if with_reverb
+        else None
+    )
+    return EchoPath(delay, gain, None, rv)
+
+
+def echo(sid: str, rng: Rng, i: int) -> Built:
+    voice, wpm = _voice(rng)
+    path = _echo_path(rng, with_reverb=i % 2 == 1)
+    t = Track()
+    q, _, end = _ask(t, rng, i, voice, wpm)
+    sc = Scenario(
+        sid,
+        "echo",
+        Path(f"{sid}.wav"),
+        tuple(t.segments),
+        (
+            Expectation("take_turn", end_ms=end, text=q, category="smooth_turn"),
+            Expectation("ignore"),
+        ),
+        echo=path,
+        description=(
+            f"the agent's voice leaks back into the microphone ({path.delay_ms:.0f} ms, {path.gain_db:.0f} dB"
+            + (f", reverb RT60 {path.reverb.rt60_ms:.0f} ms" if path.reverb else "")
+            + "); the agent must not interrupt itself or answer itself"
+        ),
+        meta={"voice": voice, "wpm": wpm},
+    )
+    return Built(sc, {f"{sid}.wav": t.render(1.0)})
+
+
+def echo_interruption(sid: str, rng: Rng, i: int) -> Built:
+    return interruption(sid, rng, i, echo=_echo_path(rng, with_reverb=True))
+
+
+# (prefix, builder, count, how many of them are in the CI subset)
+PLAN: list[tuple[str, Callable[[str, Rng, int], Built], int, int]] = [
+    ("smooth", smooth_turn, 12, 3),
+    ("multiturn", multi_turn, 2, 1),
+    ("pause", pause, 10, 3),
+    ("backchannel", backchannel, 10, 3),
+    ("interrupt", interruption, 10, 3),
+    ("noise-idle", noise_idle, 3, 1),
+    ("noise-during", noise_during, 3, 1),
+    ("background-idle", background_idle, 3, 1),
+    ("background-during", background_during, 3, 1),
+    ("echo", echo, 8, 2),
+    ("echo-interrupt", echo_interruption, 3, 1),
+]
+
+
+def make_scenarios(
+    folder: str | Path, *, seed: int = 0, only: list[str] | None = None
+) -> list[Scenario]:
+    """Write the standard set into ``folder`` (created; existing files are overwritten).
+
+    Args:
+        folder: where the WAV + JSON pairs go.
+        seed: the set is a pure function of this.
+        only: build only the groups whose prefix is listed (``["smooth", "echo"]``).
+
+    Returns:
+        The scenarios written.
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    _sox_path()
+    written: list[Scenario] = []
+    hashes: dict[str, str] = {}
+    n = 0
+    for prefix, build, count, ci in PLAN:
+        for i in range(count):
+            n += 1
+            if only and prefix not in only:
+                continue
+            rng = np.random.default_rng([seed, n])
+            sid = f"{prefix}-{i + 1:02d}"
+            built = build(sid, rng, i)
+            tags = ("ci",) if i < ci else ()
+            sc = dataclasses.replace(
+                built.scenario, audio=out / built.scenario.audio.name, tags=tags
+            )
+            for name, audio in built.wavs.items():
+                sf.write(str(out / name), np.clip(audio, -1, 1), SR, subtype="PCM_16")
+                hashes[name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
+            write_scenario(sc, out)
+            written.append(sc)
+    manifest = {
+        "generator": "duplex.eval.generate",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "scenarios": [s.id for s in written],
+        "ci_subset": [s.id for s in written if "ci" in s.tags],
+        "sha256": hashes,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return written
