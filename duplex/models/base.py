@@ -29,7 +29,8 @@ class ListenSignals:
         partial_text: a new partial transcript of the current utterance, if any.
         final_text: a final transcript, if one arrived this tick.
         final_end_ms: stream time up to which ``final_text`` covers the audio.
-        eot_score: semantic end-of-turn probability of ``final_text`` (0..1), if known.
+        eot_score: a semantic end-of-utterance model's probability that ``final_text`` is
+            complete (0..1), if the model has one; the turn-taker blends it with lexical cues.
         events: events the listen phase produced (transcripts), emitted before the tick's decisions.
         echo_explained: the frame's energy is explained by the agent's own residual echo
             (set by the runtime's echo guard, not by the model).

@@ -16,6 +16,7 @@ until ``TakeTurn`` releases it or ``DiscardDraft`` throws it away.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import re
@@ -113,6 +114,7 @@ class CascadeStages:
     llm: Callable[[], TextGenerator]
     tts: Callable[[], SpeechSynthesizer]
     asr_partial: Callable[[], SpeechRecognizer] | None = None  # None: the same as ``asr``
+    eou: Callable[[], Any] | None = None  # end-of-utterance model: ``end_probability(text)``
 
 
 @dataclass
@@ -164,6 +166,7 @@ class CascadeSession:
         self.vad = stages.vad()
         self.asr = stages.asr()
         self.asr_partial = stages.asr_partial() if stages.asr_partial else self.asr
+        self.eou = stages.eou() if stages.eou else None
         self.llm = stages.llm()
         self.tts = stages.tts()
         if self.vad.frame_samples != self.frame and self.frame % self.vad.frame_samples:
@@ -183,6 +186,9 @@ class CascadeSession:
         self._final_job: Any = None
         self._final_span = (0.0, 0.0)
         self._final_compute_ms = 0.0
+        self._final_text = ""
+        self._segments: list[tuple[float, float, str]] = []  # finals of the current turn's stretches
+        self._onsets: collections.deque[float] = collections.deque(maxlen=64)  # speech onsets (ms)
         self._partial_job: Any = None
         self._last_partial_ms = -1e9
         self._speech_since_ms: float | None = None
@@ -211,10 +217,13 @@ class CascadeSession:
         energy_db = 20.0 * np.log10(rms)
         frame_end = t_ms + self.config.audio.frame_ms
         if prob >= self.config.turn.vad_threshold:
+            if frame_end - self._last_voice_ms > 300:
+                self._onsets.append(t_ms)
             if self._speech_since_ms is None or frame_end - self._last_voice_ms > 800:
                 self._speech_since_ms = t_ms
             self._last_voice_ms = frame_end
         partial, final, final_end = None, None, 0.0
+        eot: float | None = None
         for r in self.partial_lane.poll(frame_end) + self.listen_lane.poll(frame_end):
             kind, payload = r.item if r.item is not None else ("error", None)
             if r.error is not None:
@@ -231,13 +240,19 @@ class CascadeSession:
                     self._prefill(payload, frame_end)
             elif kind == "final" and r.job is self._final_job:
                 payload = str(payload)
-                self._final_job = None
-                final, final_end = payload, self._final_span[1]
+                self._final_text = payload
                 self._final_compute_ms = r.job.compute_ms
                 self._pending_events.append(
                     UserTranscriptFinal(t_ms, payload, self._final_span[0], self._final_span[1])
                 )
-                self._on_final(payload, t_ms)
+                self._on_final(payload, t_ms)  # the draft starts now, while the EOU model scores
+                if self.eou is None or not payload.strip():
+                    self._final_job = None
+                    final, final_end = payload, self._final_span[1]
+            elif kind == "eou" and r.job is self._final_job:
+                self._final_job = None
+                final, final_end = self._final_text, self._final_span[1]
+                eot = float(payload or 0.0)  # P(utterance complete); the turn-taker blends it
         self._maybe_partial(t_ms, frame_end)
         heard, self._pending_events = tuple(self._pending_events), []
         return ListenSignals(
@@ -247,6 +262,7 @@ class CascadeSession:
             partial_text=partial,
             final_text=final,
             final_end_ms=final_end,
+            eot_score=eot,
             events=heard,
         )
 
@@ -314,15 +330,34 @@ class CascadeSession:
         if self._partial_job is not None:
             self.partial_lane.cancel(self._partial_job)
             self._partial_job = None
+        # A turn resumed after a pause: reuse the finals of its earlier stretches and
+        # transcribe only the new one (a long turn's final stays as fast as a short one's).
+        known = [sg for sg in self._segments if sg[0] >= a.start_ms and sg[1] <= a.end_ms]
+        if not known or known[0][0] != a.start_ms:
+            known = []
+        self._segments = known
+        head = " ".join(sg[2].rstrip(".") for sg in known if sg[2])  # a pause is not a full stop
+        seg_start = a.start_ms
+        if known:
+            resumed = [o for o in self._onsets if known[-1][1] < o < a.end_ms]
+            seg_start = max(known[-1][1], resumed[0] - 100) if resumed else known[-1][1]
+        if seg_start >= a.end_ms:
+            seg_start, head, self._segments = a.start_ms, "", []
         # A little context either side keeps word edges intact.
-        start = max(0.0, a.start_ms - 160)
+        start = max(0.0, seg_start - 160)
         end = a.end_ms + 120
         audio = self._audio_span(start, min(end, t_ms + self.config.audio.frame_ms))
         self._final_span = (a.start_ms, a.end_ms)
-        asr = self.asr
+        asr, eou = self.asr, self.eou
+        segments = self._segments
 
-        def job() -> Iterator[tuple[str, str]]:
-            yield ("final", asr.transcribe(audio).text.strip())
+        def job() -> Iterator[tuple[str, Any]]:
+            new = asr.transcribe(audio).text.strip()
+            segments.append((seg_start, a.end_ms, new))
+            text = f"{head} {new}".strip()
+            yield ("final", text)
+            if eou is not None and text:
+                yield ("eou", eou.end_probability(text))
 
         self._final_job = self.listen_lane.submit("asr-final", job, t_ms + self.config.audio.frame_ms)
         if a.draft:

@@ -99,4 +99,13 @@ def cascade_stages(config: Config) -> CascadeStages:
         # (a Piper voice is used by one thread at a time).
         return first_tts.pop() if first_tts else tts_factory()
 
-    return CascadeStages(vad=vad, asr=lambda: asr, llm=llm, tts=tts, asr_partial=lambda: asr_partial)
+    eou = None
+    if m.eou.engine == "llamacpp":
+        from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
+
+        eou_model = LlamaCppEndOfUtterance(m.eou.path or None, threads=m.eou.threads)
+
+        def eou() -> LlamaCppEndOfUtterance:
+            return eou_model
+
+    return CascadeStages(vad=vad, asr=lambda: asr, llm=llm, tts=tts, asr_partial=lambda: asr_partial, eou=eou)

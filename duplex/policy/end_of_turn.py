@@ -40,3 +40,19 @@ def end_of_turn_score(text: str) -> float:
     if stripped.endswith(("!", ".")):
         return 0.85 if len(words) >= 2 else 0.6
     return 0.5
+
+
+def blend_end_of_turn(text: str, end_probability: float | None) -> float:
+    """Blend a semantic end-of-utterance probability with the lexical score.
+
+    The model's probability is mapped on a log scale (0.003 → 0, 0.1 → 0.75,
+    0.9 → 1): it is reliable at telling a cut-off phrase ("can you give me") from
+    a finished one even where the recognizer put a period or a question mark.
+    """
+    lexical = end_of_turn_score(text)
+    if end_probability is None:
+        return lexical
+    import math
+
+    semantic = min(1.0, max(0.0, (math.log10(max(end_probability, 1e-9)) + 2.5) / 2.0))
+    return 0.75 * semantic + 0.25 * lexical

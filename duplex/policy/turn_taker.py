@@ -49,7 +49,7 @@ from duplex.models.actions import (
     Transcribe,
 )
 from duplex.models.base import AgentStatus, ListenSignals
-from duplex.policy.end_of_turn import end_of_turn_score
+from duplex.policy.end_of_turn import blend_end_of_turn
 
 log = logging.getLogger(__name__)
 
@@ -315,11 +315,7 @@ class TurnTaker:
         if signals.final_text is not None and abs(signals.final_end_ms - u.requested_end_ms) < 1e-6:
             u.final_text = signals.final_text
             u.final_end_ms = signals.final_end_ms
-            u.eot_score = (
-                signals.eot_score
-                if signals.eot_score is not None
-                else end_of_turn_score(signals.final_text)
-            )
+            u.eot_score = blend_end_of_turn(signals.final_text, signals.eot_score)
         silence = self.silence_ms(t_ms)
         if u.requested_end_ms < 0 and silence >= self.turn.preempt_silence_ms and self.auto_turns:
             speech_ms = u.speech_end_ms - u.start_ms
