@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install install-torch demo test lint bench bench-model clean
+.PHONY: install install-torch demo test lint eval bench bench-model clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ lint: install-torch
 
 test: install-torch lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -ra
+
+# The standard scenario set (seeded, espeak-ng + sox) through the default profile.
+eval: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex eval make-scenarios out/scenarios
+	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex eval out/scenarios --config default --jobs 1 --out out/eval
 
 bench: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex bench latency --out out/bench/latency.json

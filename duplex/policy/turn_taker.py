@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numpy as np
+
 from duplex.config import BargeInConfig, TurnConfig
 from duplex.events import (
     BargeIn,
@@ -136,6 +138,8 @@ class TurnTaker:
     _barge: _Barge | None = None
     auto_turns: bool = True  # False: turns end only when the client commits (manual mode)
     _last_backchannel_ms: float = -1e9
+    _user_level_db: float | None = None  # typical level of this user's speech (dBFS)
+    _voiced_db: list[float] = field(default_factory=list)  # levels of the current turn's voiced frames
     _frame_voiced: bool = False
     _force_take: bool = False
 
@@ -252,7 +256,12 @@ class TurnTaker:
         prob = signals.vad_prob
         if signals.echo_explained and self.state in (ConvState.SPEAKING, ConvState.PAUSED):
             prob = 0.0  # the agent hearing its own residual echo, not the user
+        level_floor = self.background_floor_db()
+        if level_floor is not None and signals.energy_db < level_floor:
+            prob = 0.0  # far quieter than this user speaks: background talk, not the user
         started, stopped = self._update_speech(t_ms, prob, onset)
+        if self._frame_voiced:
+            self._voiced_db.append(signals.energy_db)
 
         if started:
             events.append(SpeechStarted(self._speech.onset_ms))
@@ -287,6 +296,7 @@ class TurnTaker:
 
     def _open_turn(self, start_ms: float) -> None:
         self._user = _Turn(open=True, start_ms=start_ms)
+        self._voiced_db = self._voiced_db[-64:]
 
     def _listening(
         self,
@@ -336,6 +346,7 @@ class TurnTaker:
         if self._force_take or (self.auto_turns and silence >= self._end_silence_needed()):
             self._force_take = False
             actions.append(TakeTurn(u.final_text, u.speech_end_ms))
+            self._learn_user_level()
             events.append(TurnTaken(t_ms, u.speech_end_ms, u.final_text, u.eot_score or 0.0))
             self._set_state(ConvState.THINKING, t_ms, "end of turn", events)
             self._user = _Turn()
@@ -403,6 +414,21 @@ class TurnTaker:
             self._barge = None
             self._set_state(ConvState.SPEAKING, t_ms, "false alarm", events)
 
+    def background_floor_db(self) -> float | None:
+        """Speech quieter than this (dBFS) is background talk; None until the user has spoken."""
+        margin = self.turn.background_margin_db
+        if margin <= 0 or self._user_level_db is None:
+            return None
+        return self._user_level_db - margin
+
+    def _learn_user_level(self) -> None:
+        """Update the user's typical speech level from the turn just ended."""
+        if len(self._voiced_db) >= 5:
+            level = float(np.median(self._voiced_db))
+            prev = self._user_level_db
+            self._user_level_db = level if prev is None else 0.7 * prev + 0.3 * level
+        self._voiced_db = []
+
     def _confirm(
         self, t_ms: float, agent: AgentStatus, actions: list[Action], events: list[Event]
     ) -> None:
@@ -411,6 +437,7 @@ class TurnTaker:
         actions.append(StopOutput())
         events.append(BargeIn(t_ms, "confirmed", agent.response_id))
         self._barge = None
+        self._learn_user_level()
         self._open_turn(b.start_ms)
         self._user.speech_end_ms = self._speech.last_voice_ms
         self._set_state(ConvState.LISTENING, t_ms, "interrupted", events)
