@@ -122,7 +122,7 @@ class TurnConfig:
     max_end_silence_ms: int = 2500
     preempt_silence_ms: int = 160
     min_turn_ms: int = 200
-    background_margin_db: float = 14.0  # speech this far below the user's level is background (0: off)
+    background_margin_db: float = 12.0  # speech this far below the user's level is background (0: off)
     agent_backchannels: bool = False  # the agent says "mhm" in long user turns
     backchannel_after_ms: int = 4000  # user speech before the first agent backchannel
     backchannel_pause_ms: int = 240  # a pause this long (and not a turn end) invites one

@@ -71,11 +71,23 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+_HUM = re.compile(r"^(?:h*m+h*m*|u+h*m+|m+h+m+|u+h+-?h+u+h+|a+h+|o+h+|h+m+)$")
+
+
+def _squash(word: str) -> str:
+    """Collapse letters held long by the recognizer: "mmmmm" → "mm", "yeahhh" → "yeahh"."""
+    return re.sub(r"(.)\1{2,}", r"\1\1", word)
+
+
 def is_backchannel(text: str, vocabulary: list[str], max_words: int = 3) -> bool:
-    """True when ``text`` is only short acknowledgements ("mhm", "yeah, right")."""
-    words = words_of(text)
+    """True when ``text`` is only short acknowledgements ("mhm", "yeah, right", "mmmm")."""
+    words = [w for w in (_squash(w) for w in words_of(text)) if not _HUM.match(w)]
+    if words_of(text) and not words:
+        return True  # only hums
     if not words or len(words) > max_words:
         return False
+    vocab_words = {w for p in vocabulary for w in words_of(p)}
+    words = [w if w in vocab_words else re.sub(r"(.)\1+$", r"\1", w) for w in words]
     phrases = sorted((tuple(words_of(p)) for p in vocabulary), key=len, reverse=True)
     i = 0
     while i < len(words):
@@ -257,8 +269,10 @@ class TurnTaker:
         if signals.echo_explained and self.state in (ConvState.SPEAKING, ConvState.PAUSED):
             prob = 0.0  # the agent hearing its own residual echo, not the user
         level_floor = self.background_floor_db()
-        if level_floor is not None and signals.energy_db < level_floor:
-            prob = 0.0  # far quieter than this user speaks: background talk, not the user
+        if level_floor is not None and signals.energy_db < level_floor and not self._speech.active:
+            # Speech only *starts* at this user's level: far quieter talk is background.
+            # (Once started, a stretch follows the VAD alone, so soft syllables stay in.)
+            prob = 0.0
         started, stopped = self._update_speech(t_ms, prob, onset)
         if self._frame_voiced:
             self._voiced_db.append(signals.energy_db)
@@ -424,7 +438,7 @@ class TurnTaker:
     def _learn_user_level(self) -> None:
         """Update the user's typical speech level from the turn just ended."""
         if len(self._voiced_db) >= 5:
-            level = float(np.median(self._voiced_db))
+            level = float(np.percentile(self._voiced_db, 90))  # the loud part of their syllables
             prev = self._user_level_db
             self._user_level_db = level if prev is None else 0.7 * prev + 0.3 * level
         self._voiced_db = []
