@@ -394,7 +394,9 @@ def judge(
         e["type"] == "barge_in" and e.get("phase") == "confirmed" and a <= e["t_ms"] < b
         for e in events
     )
-    taken = any(e["type"] == "turn.taken" and a <= e["t_ms"] < b for e in events)
+    # Strictly after ``a``: for echo (a = the first response's start) the turn that
+    # started that response is taken in the same tick as its first audio.
+    taken = any(e["type"] == "turn.taken" and a < e["t_ms"] < b for e in events)
     out.false_interruption = cut
     out.took_turn = cut or taken
     out.false_pause = any(
