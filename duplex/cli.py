@@ -128,6 +128,16 @@ def _device(value: str | None) -> int | str | None:
     return int(value) if value.isdigit() else value
 
 
+def _cmd_bench_serve(args: argparse.Namespace) -> int:
+    from duplex.bench.serve import run_serve_bench
+
+    report = run_serve_bench(args.clients, turns=args.turns, config_name=args.config, overrides=args.overrides, out=Path(args.out) if args.out else None)
+    print(report["table"])
+    if args.out:
+        print(f"\nwrote {args.out}")
+    return 0
+
+
 def _cmd_bench_model(args: argparse.Namespace) -> int:
     from duplex.bench.model import run_model_bench
 
@@ -190,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="write the JSON results here")
     _add_config_args(b)
     b.set_defaults(func=_cmd_bench)
+
+    b = bsub.add_parser("serve", help="concurrent WebSocket clients over loopback: latency and real time")
+    b.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4])
+    b.add_argument("--turns", type=int, default=3, help="spoken questions per client")
+    b.add_argument("--out", default="out/bench/serve.json")
+    _add_config_args(b)
+    b.set_defaults(func=_cmd_bench_serve)
 
     b = bsub.add_parser("model", help="codec LM tick time versus concurrent sessions (+ 7B estimate)")
     b.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 32, 64, 128])
