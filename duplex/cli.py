@@ -138,6 +138,23 @@ def _cmd_bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_soak(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from duplex.bench.soak import run_soak
+
+    bar = tqdm(unit="tick", desc="soak")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    report = run_soak(args.minutes, config_name=args.config, overrides=args.overrides, out=Path(args.out) if args.out else None, progress=progress)
+    bar.close()
+    print(report["table"])
+    return 0
+
+
 def _cmd_bench_model(args: argparse.Namespace) -> int:
     from duplex.bench.model import run_model_bench
 
@@ -200,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="write the JSON results here")
     _add_config_args(b)
     b.set_defaults(func=_cmd_bench)
+
+    b = bsub.add_parser("soak", help="a long conversation offline: memory and latency drift")
+    b.add_argument("--minutes", type=float, default=60.0, help="minutes of stream time")
+    b.add_argument("--out", default="out/bench/soak.json")
+    _add_config_args(b)
+    b.set_defaults(func=_cmd_bench_soak)
 
     b = bsub.add_parser("serve", help="concurrent WebSocket clients over loopback: latency and real time")
     b.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4])

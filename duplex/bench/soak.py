@@ -1,0 +1,76 @@
+"""``duplex bench soak``: a long simulated conversation through the real models on the
+offline clock, for flat memory and no latency drift (first vs last ten turns).
+
+The user asks the benchmark questions in turn (espeak-ng voices), one every
+``gap_s`` seconds, for ``minutes`` of stream time. Every turn's response latency
+and the process's RSS are recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from duplex.bench.speech import QUESTIONS, VOICES, speak
+from duplex.config import load_config
+from duplex.events import AgentAudioStarted
+from duplex.runtime.metrics import percentiles
+from duplex.runtime.runtime import Runtime
+
+
+def run_soak(minutes: float = 60.0, gap_s: float = 9.0, config_name: str | None = None,
+             overrides: list[str] | None = None, out: Path | None = None, progress: Any = None) -> dict[str, Any]:
+    config = load_config(config_name, overrides)
+    questions = [speak(q, VOICES[i % len(VOICES)]) for i, q in enumerate(QUESTIONS)]
+    rt = Runtime(config, clock="offline")
+    proc = psutil.Process()
+    latencies: list[float] = []
+    rss: list[tuple[float, float]] = []
+    try:
+        s = rt.open_session("soak")
+        n = s.frame_samples
+        total_ticks = int(minutes * 60_000 / s.frame_ms)
+        gap = np.zeros(int(gap_s * 16000), np.float32)
+        q = 0
+        buf = np.zeros(0, np.float32)
+        for tick in range(total_ticks):
+            if len(buf) < n:
+                buf = np.concatenate([buf, questions[q % len(questions)], gap])
+                q += 1
+            s.step(buf[:n])
+            buf = buf[n:]
+            for e in s.channel.drain():
+                if isinstance(e, AgentAudioStarted):
+                    latencies.append(e.latency_ms)
+            if tick % 1875 == 0:  # every minute of stream time
+                rss.append((s.t_ms / 60_000, proc.memory_info().rss / 1e6))
+                if progress:
+                    progress(tick, total_ticks)
+    finally:
+        rt.close()
+    first, last = latencies[:10], latencies[-10:]
+    warm = [r for m, r in rss if m >= 2.0] or [r for _, r in rss]
+    report: dict[str, Any] = {
+        "minutes": minutes,
+        "questions": q,
+        "responses": len(latencies),
+        "latency_first10_ms": percentiles(first),
+        "latency_last10_ms": percentiles(last),
+        "latency_all_ms": percentiles(latencies),
+        "rss_mb_by_minute": rss,
+        "rss_growth_after_warmup_mb": (warm[-1] - warm[0]) if warm else 0.0,
+    }
+    report["table"] = (
+        "| stream minutes | responses | latency p50 first 10 | latency p50 last 10 | p95 all | RSS after 2 min → end | growth |\n"
+        "|---|---|---|---|---|---|---|\n"
+        f"| {minutes:.0f} | {len(latencies)}/{q} | {report['latency_first10_ms']['p50']:.0f} ms | {report['latency_last10_ms']['p50']:.0f} ms | "
+        f"{report['latency_all_ms']['p95']:.0f} ms | {warm[0]:.0f} → {warm[-1]:.0f} MB | {report['rss_growth_after_warmup_mb']:+.1f} MB |"
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
+    return report
