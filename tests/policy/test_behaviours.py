@@ -1,0 +1,107 @@
+"""Duplex behaviours through the real default models, one test a behaviour.
+
+Real (synthetic) speech in, closed loop: the scenarios of the standard set are
+built by ``duplex.eval.generate`` (espeak-ng voices, sox effects), inserts land
+while the agent really talks, echo is the agent's own output mixed back into the
+microphone; the verdicts are the evaluation harness's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from duplex.eval.generate import PLAN, SR
+from duplex.eval.runner import RunOptions, run_scenario
+from duplex.eval.scenarios import write_scenario
+from duplex.runtime.runtime import Runtime
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox (.ci/run installs them)"),
+]
+
+
+def _build(prefix: str, index: int, folder):
+    """The scenario ``prefix-NN`` exactly as the standard set (seed 0) builds it."""
+    n = 0
+    for p, build, count, _ in PLAN:
+        for i in range(count):
+            n += 1
+            if p == prefix and i == index:
+                built = build(f"{p}-{i + 1:02d}", np.random.default_rng([0, n]), i)
+                sc = dataclasses.replace(built.scenario, audio=folder / built.scenario.audio.name)
+                for name, audio in built.wavs.items():
+                    sf.write(str(folder / name), np.clip(audio, -1, 1), SR, subtype="PCM_16")
+                write_scenario(sc, folder)
+                return sc
+    raise KeyError(prefix)
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    rt = Runtime.from_config("default", clock="offline")
+    yield rt
+    rt.close()
+
+
+def _run(runtime, tmp_path, prefix, index=0):
+    sc = _build(prefix, index, tmp_path)
+    result, _ = run_scenario(runtime, sc, tmp_path / "out", RunOptions(plots=False, write_audio=False))
+    return result
+
+
+def _events(tmp_path, sid):
+    import json
+
+    path = next((tmp_path / "out").rglob("events.jsonl"))
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def _verdicts(result) -> list[tuple[str, str]]:
+    return [(v["behaviour"], v["status"]) for v in result["expectations"]]
+
+
+def test_smooth_turn_is_answered(runtime, tmp_path):
+    result = _run(runtime, tmp_path, "smooth")
+    assert ("take_turn", "pass") in _verdicts(result), result
+
+
+def test_mid_utterance_pause_is_not_taken(runtime, tmp_path):
+    result = _run(runtime, tmp_path, "pause")
+    assert ("no_take", "pass") in _verdicts(result), result
+    assert ("take_turn", "pass") in _verdicts(result), result  # …and the whole turn is answered
+
+
+def test_backchannel_during_speech_does_not_interrupt(runtime, tmp_path):
+    result = _run(runtime, tmp_path, "backchannel")
+    assert ("ignore", "pass") in _verdicts(result), result
+    events = _events(tmp_path, "backchannel-01")
+    assert not [e for e in events if e["type"] == "agent.audio.done" and e["interrupted"]]
+
+
+def test_interruption_stops_output_fast_and_truncates_to_what_was_heard(runtime, tmp_path):
+    result = _run(runtime, tmp_path, "interrupt")
+    assert ("yield", "pass") in _verdicts(result), result
+    events = _events(tmp_path, "interrupt-01")
+    pause = next(e for e in events if e["type"] == "barge_in" and e["phase"] == "pause")
+    onset = max(e["t_ms"] for e in events if e["type"] == "user.speech_started" and e["t_ms"] <= pause["t_ms"])
+    assert pause["t_ms"] - onset <= 96  # output paused within a frame of the detected onset
+    cut = next(e for e in events if e["type"] == "agent.audio.done" and e["interrupted"])
+    heard, full = cut["text"].split(), cut["full_text"].split()
+    assert len(heard) < len(full)  # the history keeps only the played prefix
+    assert [w.strip(",.!?").lower() for w in heard] == [w.strip(",.!?").lower() for w in full[: len(heard)]]
+
+
+def test_own_echo_does_not_interrupt_or_answer_itself(runtime, tmp_path):
+    result = _run(runtime, tmp_path, "echo")
+    assert ("ignore", "pass") in _verdicts(result), result
+
+
+def test_background_talk_while_speaking_does_not_interrupt(runtime, tmp_path):
+    result = _run(runtime, tmp_path, "background-during")
+    assert ("ignore", "pass") in _verdicts(result), result
