@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from duplex.bench.speech import QUESTIONS, VOICES, speak
 from duplex.config import load_config
 from duplex.runtime.metrics import percentiles
 from duplex.runtime.runtime import Runtime
-from duplex.transports.server import DuplexServer
+from duplex.transports.server import BackgroundServer
 
 
 async def _client(port: int, turns: list[np.ndarray], gap_s: float, offset_s: float) -> dict[str, Any]:
@@ -77,18 +76,7 @@ def run_serve_bench(
     """Measure per-client latency for each number of concurrent clients."""
     config = load_config(config_name, overrides)
     runtime = Runtime(config, clock="realtime")
-    server = DuplexServer(runtime, "127.0.0.1", 0)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    threading.Thread(target=serve, daemon=True).start()
-    ready.wait(60)
+    server = BackgroundServer(runtime).start(60)
     speech = [speak(QUESTIONS[i % len(QUESTIONS)], VOICES[i % len(VOICES)]) for i in range(turns + max(clients))]
     results: dict[str, Any] = {}
     try:
@@ -110,8 +98,7 @@ def run_serve_bench(
                 "errors": [e for r in per for e in r["errors"]],
             }
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
+        server.stop()
         runtime.close()
     rows = ["| clients | answers | client latency p50 / p95 | server latency p50 / p95 | session stalls | real time |", "|---|---|---|---|---|---|"]
     for key, r in results.items():

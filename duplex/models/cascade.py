@@ -335,12 +335,17 @@ class CascadeSession:
         known = [sg for sg in self._segments if sg[0] >= a.start_ms and sg[1] <= a.end_ms]
         if not known or known[0][0] != a.start_ms:
             known = []
-        self._segments = known
-        head = " ".join(sg[2].rstrip(".") for sg in known if sg[2])  # a pause is not a full stop
         seg_start = a.start_ms
         if known:
             resumed = [o for o in self._onsets if known[-1][1] < o < a.end_ms]
-            seg_start = max(known[-1][1], resumed[0] - 100) if resumed else known[-1][1]
+            if resumed and resumed[0] - known[-1][1] >= 500:
+                seg_start = resumed[0] - 100
+            else:
+                # A short gap between words: transcribe the whole span, the recognizer
+                # needs the context (a lone "France" is easily misheard).
+                known = []
+        self._segments = list(known)
+        head = " ".join(sg[2].rstrip(".") for sg in known if sg[2])  # a pause is not a full stop
         if seg_start >= a.end_ms:
             seg_start, head, self._segments = a.start_ms, "", []
         # A little context either side keeps word edges intact.

@@ -15,6 +15,7 @@ import http
 import json
 import logging
 import mimetypes
+import threading
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -99,6 +100,42 @@ class DuplexServer:
         await self.start()
         assert self._server is not None
         await self._server.serve_forever()
+
+
+class BackgroundServer:
+    """A ``DuplexServer`` on an event loop of its own thread, for synchronous code
+    (benchmarks, tests, apps that are not asyncio). Use as a context manager."""
+
+    def __init__(self, runtime: Runtime, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = DuplexServer(runtime, host, port)
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self.server.start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    def start(self, timeout_s: float = 30.0) -> BackgroundServer:
+        threading.Thread(target=self._serve, name="duplex-server", daemon=True).start()
+        if not self._ready.wait(timeout_s):
+            raise RuntimeError("the server did not start in time")
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def run_server(runtime: Runtime, host: str, port: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 
 import numpy as np
@@ -14,24 +13,13 @@ import websockets
 from duplex.audio.frame import float_to_pcm16
 from duplex.bench.speech import speak
 from duplex.runtime.runtime import Runtime
-from duplex.transports.server import DuplexServer
+from duplex.transports.server import BackgroundServer
 
 
 @pytest.mark.slow
 def test_two_clients_at_once_keep_real_time():
     runtime = Runtime.from_config("default", clock="realtime")
-    server = DuplexServer(runtime, "127.0.0.1", 0)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    threading.Thread(target=serve, daemon=True).start()
-    assert ready.wait(30)
+    server = BackgroundServer(runtime).start()
     questions = [speak("What is the capital of France?", "en-us+f3"), speak("How many legs does a spider have?", "en-us+m3")]
 
     async def client(q: np.ndarray, delay: float) -> dict:
@@ -68,8 +56,7 @@ def test_two_clients_at_once_keep_real_time():
     try:
         a, b = asyncio.run(main())
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
+        server.stop()
         runtime.close()
     for got, key in ((a, "capital"), (b, "spider")):
         assert any(key in h for h in got["heard"]), got["heard"]  # each session heard its own user
