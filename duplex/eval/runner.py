@@ -75,6 +75,10 @@ def _load(path: Path, rate: int) -> np.ndarray:
     return resample(samples, r, rate) if r != rate else samples
 
 
+# Agent events that inserts can be timed on, and the anchor names scenarios use for them.
+_ANCHORS = {"agent.audio.started": "agent_audio_start", "agent.audio.done": "agent_audio_done"}
+
+
 def run_scenario(
     runtime: Runtime,
     scenario: Scenario,
@@ -120,7 +124,8 @@ def run_scenario(
     mic_frames: list[np.ndarray] = []
     agent_frames: list[np.ndarray] = []
     events: list[dict] = []
-    started = done = 0
+    # How many responses have started / ended so far: inserts are timed on the Nth one.
+    seen = {"agent_audio_start": 0, "agent_audio_done": 0}
     idle_ms = 0.0
     tail_ms = 0.0
     try:
@@ -134,24 +139,13 @@ def run_scenario(
                 if e.type in AUDIO_EVENT_TYPES:
                     continue
                 events.append(e.to_dict())
-                if e.type == "agent.audio.started":
-                    started += 1
-                    for i, ins in enumerate(scenario.inserts):
-                        if (
-                            ins.anchor == "agent_audio_start"
-                            and ins.response == started
-                            and i not in played
-                        ):
-                            fire(i, e.t_ms + ins.offset_ms)
-                elif e.type == "agent.audio.done":
-                    done += 1
-                    for i, ins in enumerate(scenario.inserts):
-                        if (
-                            ins.anchor == "agent_audio_done"
-                            and ins.response == done
-                            and i not in played
-                        ):
-                            fire(i, e.t_ms + ins.offset_ms)
+                anchor = _ANCHORS.get(e.type)
+                if anchor is None:
+                    continue
+                seen[anchor] += 1
+                for i, ins in enumerate(scenario.inserts):
+                    if ins.anchor == anchor and ins.response == seen[anchor] and i not in played:
+                        fire(i, e.t_ms + ins.offset_ms)
             if mic.base_remaining() or mic.pending():
                 tail_ms = 0.0  # the tail counts from the end of the last user audio
                 continue
