@@ -83,7 +83,10 @@ class ModelSession(Protocol):
 
 
 class LaneFactory(Protocol):
-    def __call__(self, name: str) -> Lane: ...
+    """Makes a session's lane. A *background* lane's work (e.g. partial transcripts)
+    yields the CPU to the others' when cores are short."""
+
+    def __call__(self, name: str, background: bool = False) -> Lane: ...
 
 
 @runtime_checkable

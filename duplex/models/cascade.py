@@ -60,23 +60,44 @@ from duplex.models.stages import (
     TextGenerator,
     VoiceActivityDetector,
 )
+from duplex.models.tts_espeak import voiced_span
 
 log = logging.getLogger(__name__)
 
 _CLAUSE_END = re.compile(r"[.!?](?:[\"')\]]*)\s")
 _SOFT_BREAK = re.compile(r"[,;:](?:\s)")
 _SPECIAL = re.compile(r"<\|[^|>]*\|>")
+_ENDS_PUNCTUATED = re.compile(r"[.!?,;:][\"')\]]*$")
+
+
+# Words a clause should not end on: the listener hears a seam after "of" or "the".
+_WEAK_ENDINGS = frozenset(
+    [
+        "a", "an", "the", "of", "to", "in", "on", "at", "for", "with", "from", "by", "as", "and",
+        "or", "but", "if", "so", "that", "than", "is", "are", "was", "were", "be", "been", "has",
+        "have", "had", "do", "does", "did", "can", "could", "will", "would", "should", "may",
+        "might", "must", "my", "your", "our", "their", "his", "her", "its", "this", "these",
+        "those", "i", "you", "we", "they", "he", "she", "it", "not",
+    ]
+)
 
 
 def split_clauses(
-    pieces: Iterator[str], first_max_words: int = 7, min_words: int = 3, max_words: int = 14
+    pieces: Iterator[str],
+    first_min_words: int = 3,
+    first_max_words: int = 6,
+    min_words: int = 3,
+    max_words: int = 14,
 ) -> Iterator[str]:
     """Cut a stream of text pieces into speakable clauses as early as sense allows.
 
     The first clause is kept short, because its synthesis is on the critical path
-    of the response latency: it ends at the first sentence end or comma, or after
-    ``first_max_words`` words. Later clauses end at a sentence end, at a comma
-    once they have ``min_words`` words, or at ``max_words`` words.
+    of the response latency and synthesis time grows with the audio it makes. It
+    ends at the first sentence end or comma, or as soon as it has
+    ``first_min_words`` complete words and the last one is not a weak ending
+    ("of", "the", "is" ...), and at ``first_max_words`` words at the latest. Later
+    clauses end at a sentence end, at a comma once they have ``min_words`` words,
+    or at ``max_words`` words.
     """
     buf = ""
     first = True
@@ -86,15 +107,22 @@ def split_clauses(
             cut = None
             m = _CLAUSE_END.search(buf)
             s = _SOFT_BREAK.search(buf)
-            words_now = len(buf.split())
+            words = buf.split()
             if m:
                 cut = m.end()
             if s and (first or len(buf[: s.end()].split()) >= min_words) and (cut is None or s.end() < cut):
                 cut = s.end()
-            if cut is None and words_now > (first_max_words if first else max_words):
-                # Cut before the last (maybe unfinished) word: tokens arrive as " word" pieces.
-                space = buf.rstrip().rfind(" ")
-                cut = space if space > 0 else None
+            # Tokens arrive as " word" pieces: the last word may be unfinished, so
+            # a cut by count falls before it.
+            complete = words[:-1]
+            if cut is None and first and len(complete) >= first_min_words:
+                last = complete[-1].strip("\"'()").lower()
+                if last not in _WEAK_ENDINGS or len(complete) >= first_max_words:
+                    cut = buf.rstrip().rfind(" ")
+            elif cut is None and not first and len(words) > max_words:
+                cut = buf.rstrip().rfind(" ")
+            if cut is not None and cut <= 0:
+                cut = None
             if cut is None:
                 break
             clause, buf = buf[:cut].strip(), buf[cut:]
@@ -103,6 +131,33 @@ def split_clauses(
                 yield clause
     if buf.strip():
         yield buf.strip()
+
+
+_SEAM_PAD_S = 0.03
+
+
+def trim_seam(
+    samples: np.ndarray, words: list[tuple[str, int, int]], rate: int, lead: bool, tail: bool
+) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+    """Shorten the silence a synthesizer puts around a clause that is cut mid-sentence.
+
+    A clause cut by word count ("The capital of France" | "is Paris.") would
+    otherwise play with the end-of-utterance silence of both halves between
+    them. ``lead``/``tail`` trim the silence before/after the voiced span to
+    ``_SEAM_PAD_S``; word timings move with the audio.
+    """
+    if not (lead or tail) or not len(samples):
+        return samples, words
+    start, end = voiced_span(samples, rate)
+    pad = int(_SEAM_PAD_S * rate)
+    cut_start = max(0, start - pad) if lead else 0
+    cut_end = min(len(samples), end + pad) if tail else len(samples)
+    if cut_end <= cut_start:
+        return samples, words
+    kept = samples[cut_start:cut_end]
+    n = len(kept)
+    moved = [(w, min(n, max(0, a - cut_start)), min(n, max(0, b - cut_start))) for w, a, b in words]
+    return kept, moved
 
 
 @dataclass
@@ -175,7 +230,7 @@ class CascadeSession:
             )
         self.listen_lane = make_lane(f"{session_id}-listen")
         # Partials run on a lane of their own: a final never waits behind a partial.
-        self.partial_lane = make_lane(f"{session_id}-partial")
+        self.partial_lane = make_lane(f"{session_id}-partial", background=True)
         self.respond_lane = make_lane(f"{session_id}-respond")
         self.input = RingBuffer(int(self.rate * (config.models.asr.max_utterance_s + 4)))
         self.playout = PlayoutQueue(self.out_rate)
@@ -434,17 +489,23 @@ class CascadeSession:
                         close()
 
             first = True
+            joined = False  # the previous clause stopped mid-sentence
             for clause in split_clauses(pieces()):
                 t_clause = time.perf_counter()
                 stage = {"llm_first_clause": 1000.0 * (t_clause - t0), "llm_ttft": first_token[0] if first_token else 0.0}
                 yield ("text", (clause, stage if first else {}))
-                for chunk in tts.synthesize(clause):
+                open_end = not _ENDS_PUNCTUATED.search(clause)
+                chunks = list(tts.synthesize(clause))  # a clause is one sentence: one chunk, mostly
+                for i, chunk in enumerate(chunks):
                     audio = resample(chunk.samples, tts.sample_rate, out_rate)
                     scale = out_rate / tts.sample_rate
                     words = [(w.word, int(w.start_sample * scale), int(w.end_sample * scale)) for w in chunk.words]
+                    lead, tail = joined and i == 0, open_end and i == len(chunks) - 1
+                    audio, words = trim_seam(audio, words, out_rate, lead, tail)
                     info = {"tts_first_chunk": 1000.0 * (time.perf_counter() - t_clause)} if first else {}
                     first = False
                     yield ("audio", (audio, chunk.text, words, info))
+                joined = open_end
             yield ("done", None)
 
         def may_step() -> bool:

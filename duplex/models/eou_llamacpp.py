@@ -46,7 +46,7 @@ class LlamaCppEndOfUtterance:
         try:
             self._llm: Any = Llama(
                 model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                logits_all=True, verbose=False,
+                verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
@@ -61,6 +61,7 @@ class LlamaCppEndOfUtterance:
             if piece.strip() in _END_MARKS or piece.strip() == "<|im_end|>":
                 ends.append(i)
         self._end_ids = np.array(ends, dtype=np.int64)
+        self._n_vocab = self._llm.n_vocab()
 
     def end_probability(self, text: str) -> float:
         """Probability that the utterance ``text`` is complete (its sentence ends here)."""
@@ -73,7 +74,10 @@ class LlamaCppEndOfUtterance:
             self._llm.n_tokens = len(self._prefix)
             self._llm._ctx.kv_cache_seq_rm(0, len(self._prefix), -1)
             self._llm.eval(tokens)
-            logits = np.asarray(self._llm.scores[self._llm.n_tokens - 1], dtype=np.float64)
+            # Only the last position's logits are computed (no logits_all): the
+            # vocabulary projection of every token would cost more than the layers.
+            last = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
+            logits = last.astype(np.float64)
         p = np.exp(logits - logits.max())
         p /= p.sum()
         return float(p[self._end_ids].sum())

@@ -26,7 +26,7 @@ class Clock(Protocol):
         """Block until tick ``index`` is due; return how late it started (ms)."""
         ...
 
-    def make_lane(self, name: str, now_ms: callable) -> Lane:  # type: ignore[valid-type]
+    def make_lane(self, name: str, now_ms: callable, background: bool = False) -> Lane:  # type: ignore[valid-type]
         ...
 
 
@@ -41,7 +41,7 @@ class OfflineClock:
     def wait_for_tick(self, index: int, period_ms: float) -> float:
         return 0.0
 
-    def make_lane(self, name: str, now_ms) -> Lane:  # noqa: ANN001
+    def make_lane(self, name: str, now_ms, background: bool = False) -> Lane:  # noqa: ANN001
         return InlineLane(name)
 
 
@@ -67,5 +67,5 @@ class RealtimeClock:
             return 0.0
         return -delay
 
-    def make_lane(self, name: str, now_ms) -> Lane:  # noqa: ANN001
-        return ThreadLane(name, now_ms)
+    def make_lane(self, name: str, now_ms, background: bool = False) -> Lane:  # noqa: ANN001
+        return ThreadLane(name, now_ms, background=background)

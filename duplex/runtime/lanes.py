@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -175,12 +176,26 @@ class InlineLane:
         self._pending.clear()
 
 
+BACKGROUND_NICE = 10
+
+
+def _lower_thread_priority() -> None:
+    """Give this thread a higher nice value (Linux: per thread), so it runs when the
+    critical-path lanes leave a core free. Raising one's own nice value needs no
+    privilege; where it is not supported the lane just runs at normal priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError) as exc:  # pragma: no cover - platform dependent
+        log.debug("could not lower lane priority: %s", exc)
+
+
 class ThreadLane:
     """Real-time lane: a worker thread steps jobs as fast as they compute."""
 
-    def __init__(self, name: str, now_ms: Callable[[], float]) -> None:
+    def __init__(self, name: str, now_ms: Callable[[], float], *, background: bool = False) -> None:
         self.name = name
         self._now_ms = now_ms
+        self._background = background
         self._queue: collections.deque[Job] = collections.deque()
         self._results: collections.deque[LaneResult] = collections.deque()
         self._cv = threading.Condition()
@@ -232,6 +247,8 @@ class ThreadLane:
         self._thread.join(timeout=5.0)
 
     def _run(self) -> None:
+        if self._background:
+            _lower_thread_priority()
         while True:
             with self._cv:
                 while not self._closed and not self._queue:

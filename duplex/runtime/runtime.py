@@ -64,7 +64,7 @@ class Runtime:
         sid = session_id or f"s{next(self._ids)}-{uuid.uuid4().hex[:6]}"
         clock = self.clock
         now = getattr(clock, "now_ms", lambda: 0.0)
-        model_session = self.model.open_session(sid, lambda name: clock.make_lane(name, now))
+        model_session = self.model.open_session(sid, lambda name, background=False: clock.make_lane(name, now, background))
         session = Session(sid, self.config, model_session)
         self.sessions[sid] = session
         if self.realtime:

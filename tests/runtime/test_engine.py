@@ -194,3 +194,57 @@ def test_push_audio_resamples_a_declared_rate_and_rejects_stereo(scripted_config
     rt.close_session(s)
     with pytest.raises(SessionClosed):
         s.push_audio(np.zeros(10, np.float32))
+
+
+def test_split_clauses_first_clause_is_short_and_does_not_end_on_a_weak_word():
+    from duplex.models.cascade import split_clauses
+
+    def pieces(text: str) -> list[str]:
+        words = text.split(" ")
+        return [words[0]] + [" " + w for w in words[1:]]
+
+    clauses = list(split_clauses(iter(pieces("The capital of France is Paris and it is lovely."))))
+    assert clauses[0] == "The capital of France"  # not "The capital of"
+    assert " ".join(clauses) == "The capital of France is Paris and it is lovely."
+    assert list(split_clauses(iter(pieces("Sure, here is one.")))) == ["Sure,", "here is one."]
+    assert list(split_clauses(iter(pieces("Yes.")))) == ["Yes."]
+    # A first clause of only weak words is still cut, at the latest after six words.
+    first = next(split_clauses(iter(pieces("If it is to be so then it will be done by them"))))
+    assert len(first.split()) <= 6
+
+
+def test_trim_seam_shortens_silence_between_clauses_and_moves_word_timings():
+    from duplex.models.cascade import trim_seam
+
+    rate = 24000
+    tone = 0.3 * np.sin(np.arange(rate // 2) * 2 * np.pi * 220 / rate).astype(np.float32)
+    audio = np.concatenate([np.zeros(rate // 5, np.float32), tone, np.zeros(rate // 5, np.float32)])
+    words = [("hello", rate // 5, rate // 5 + rate // 2)]
+    kept, moved = trim_seam(audio, words, rate, lead=True, tail=True)
+    assert len(kept) < rate // 2 + rate // 10  # 0.2 s either side became about 0.03 s
+    assert moved[0][1] <= int(0.04 * rate) and moved[0][2] - moved[0][1] == rate // 2
+    same, _ = trim_seam(audio, words, rate, lead=False, tail=False)
+    assert len(same) == len(audio)
+
+
+def test_background_lane_runs_at_lower_priority():
+    import os
+    import threading
+
+    from duplex.runtime.lanes import ThreadLane
+
+    def nice_of_worker():
+        yield os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    results = {}
+    for background in (False, True):
+        lane = ThreadLane("t", lambda: 0.0, background=background)
+        lane.submit("nice", nice_of_worker, 0.0)
+        deadline = time.monotonic() + 5
+        got = []
+        while not got and time.monotonic() < deadline:
+            got = lane.poll(0.0)
+            time.sleep(0.01)
+        lane.close()
+        results[background] = got[0].item
+    assert results[True] > results[False]
