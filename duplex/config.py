@@ -141,6 +141,10 @@ class BargeInConfig:
     resume_after_ms: int = 400
     decide_gap_ms: int = 200  # silence that ends a burst before it is judged
     min_backchannel_ms: int = 120  # shorter bursts are noise, whatever the ASR says
+    # A burst's transcript confirms an interruption only when the recognizer is this
+    # sure of it (average token log-probability; -1.0 is Whisper's own "decode failed"
+    # line): a hum it hears as "Amen" is not an interruption.
+    min_confidence: float = -1.0
     backchannel_words: list[str] = field(
         default_factory=lambda: [
             "mhm", "mm", "hmm", "uh-huh", "uh huh", "yeah", "yes", "yep", "right",

@@ -36,6 +36,11 @@ class ResponseTrack:
     def played_ms(self) -> float:
         return 1000.0 * self.played / self.sample_rate
 
+    def recent_words(self, window: int) -> tuple[str, ...]:
+        """Words overlapping the last ``window`` samples played."""
+        since = self.played - window
+        return tuple(w.text for w in self.words if w.end >= since and w.start <= self.played)
+
     def heard_text(self, played: int | None = None) -> str:
         """Words whose midpoint lies within the first ``played`` samples (default: all played)."""
         upto = self.played if played is None else min(played, self.played)

@@ -176,14 +176,19 @@ class WhisperRecognizer:
         if not self._has_speech_energy(audio):
             return Transcript(text="", compute_ms=(time.perf_counter() - start) * 1000.0)
         window = _MAX_WINDOW_S * SAMPLE_RATE
-        pieces: list[str] = []
+        pieces: list[tuple[str, float]] = []
         with self._lock:
             for offset in range(0, len(audio), window):
                 piece = audio[offset : offset + window]
                 if self._has_speech_energy(piece):
                     pieces.append(self._decode_window(piece))
-        text = " ".join(p for p in pieces if p)
-        return Transcript(text=text, compute_ms=(time.perf_counter() - start) * 1000.0)
+        text = " ".join(p for p, _ in pieces if p)
+        scores = [s for p, s in pieces if p]
+        return Transcript(
+            text=text,
+            compute_ms=(time.perf_counter() - start) * 1000.0,
+            confidence=min(scores) if scores else None,
+        )
 
     def _has_speech_energy(self, audio: np.ndarray) -> bool:
         frame = int(0.03 * SAMPLE_RATE)
@@ -195,7 +200,8 @@ class WhisperRecognizer:
         rms = np.sqrt(np.mean(audio[:usable].reshape(-1, frame) ** 2, axis=1))
         return float(rms.max()) >= self._guards.min_frame_rms
 
-    def _decode_window(self, audio: np.ndarray) -> str:
+    def _decode_window(self, audio: np.ndarray) -> tuple[str, float]:
+        """Text of one window and its average token log-probability."""
         import ctranslate2
 
         n_frames = self._window_frames(len(audio))
@@ -229,8 +235,8 @@ class WhisperRecognizer:
                 result.no_speech_prob,
                 avg_logprob,
             )
-            return ""
-        return text
+            return "", avg_logprob
+        return text, avg_logprob
 
     def _window_frames(self, n_samples: int) -> int:
         if self._full_window:

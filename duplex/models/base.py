@@ -29,6 +29,8 @@ class ListenSignals:
         partial_text: a new partial transcript of the current utterance, if any.
         final_text: a final transcript, if one arrived this tick.
         final_end_ms: stream time up to which ``final_text`` covers the audio.
+        final_confidence: the recognizer's average token log-probability for the
+            newly transcribed part of ``final_text`` (None when it gives none).
         eot_score: a semantic end-of-utterance model's probability that ``final_text`` is
             complete (0..1), if the model has one; the turn-taker blends it with lexical cues.
         events: events the listen phase produced (transcripts), emitted before the tick's decisions.
@@ -42,6 +44,7 @@ class ListenSignals:
     partial_text: str | None = None
     final_text: str | None = None
     final_end_ms: float = 0.0
+    final_confidence: float | None = None
     eot_score: float | None = None
     events: tuple[Event, ...] = ()
     echo_explained: bool = False
@@ -55,6 +58,8 @@ class AgentStatus:
     playing: bool = False  # the last output frame carried response audio
     finished: bool = False  # the current response has been played to its end
     response_id: str = ""
+    # Words the agent played in the last few seconds (its possible echo), oldest first.
+    recent_words: tuple[str, ...] = ()
 
 
 @dataclass

@@ -134,6 +134,9 @@ def split_clauses(
 
 
 _SEAM_PAD_S = 0.03
+# How far back the agent's played words count as its possible echo: the echo delay,
+# the burst heard and the context the recognizer adds around it.
+_ECHO_WORDS_S = 3.0
 
 
 def trim_seam(
@@ -242,6 +245,7 @@ class CascadeSession:
         self._final_span = (0.0, 0.0)
         self._final_compute_ms = 0.0
         self._final_text = ""
+        self._final_confidence: float | None = None
         self._segments: list[tuple[float, float, str]] = []  # finals of the current turn's stretches
         self._onsets: collections.deque[float] = collections.deque(maxlen=64)  # speech onsets (ms)
         self._partial_job: Any = None
@@ -279,8 +283,10 @@ class CascadeSession:
             self._last_voice_ms = frame_end
         partial, final, final_end = None, None, 0.0
         eot: float | None = None
+        confidence: float | None = None
         for r in self.partial_lane.poll(frame_end) + self.listen_lane.poll(frame_end):
-            kind, payload = r.item if r.item is not None else ("error", None)
+            item: tuple[str, Any] = r.item if r.item is not None else ("error", None)
+            kind, payload = item
             if r.error is not None:
                 self._pending_events.append(ErrorEvent(t_ms, f"ASR failed: {r.error}", "asr_failed"))
                 if r.job is self._final_job:
@@ -294,7 +300,7 @@ class CascadeSession:
                     self._pending_events.append(UserTranscriptPartial(t_ms, payload))
                     self._prefill(payload, frame_end)
             elif kind == "final" and r.job is self._final_job:
-                payload = str(payload)
+                payload, self._final_confidence = payload
                 self._final_text = payload
                 self._final_compute_ms = r.job.compute_ms
                 self._pending_events.append(
@@ -304,9 +310,11 @@ class CascadeSession:
                 if self.eou is None or not payload.strip():
                     self._final_job = None
                     final, final_end = payload, self._final_span[1]
+                    confidence = self._final_confidence
             elif kind == "eou" and r.job is self._final_job:
                 self._final_job = None
                 final, final_end = self._final_text, self._final_span[1]
+                confidence = self._final_confidence
                 eot = float(payload or 0.0)  # P(utterance complete); the turn-taker blends it
         self._maybe_partial(t_ms, frame_end)
         heard, self._pending_events = tuple(self._pending_events), []
@@ -317,6 +325,7 @@ class CascadeSession:
             partial_text=partial,
             final_text=final,
             final_end_ms=final_end,
+            final_confidence=confidence,
             eot_score=eot,
             events=heard,
         )
@@ -412,10 +421,11 @@ class CascadeSession:
         segments = self._segments
 
         def job() -> Iterator[tuple[str, Any]]:
-            new = asr.transcribe(audio).text.strip()
+            heard = asr.transcribe(audio)
+            new = heard.text.strip()
             segments.append((seg_start, a.end_ms, new))
             text = f"{head} {new}".strip()
-            yield ("final", text)
+            yield ("final", (text, heard.confidence))
             if eou is not None and text:
                 yield ("eou", eou.end_probability(text))
 
@@ -631,11 +641,14 @@ class CascadeSession:
         d = self._playing
         finished = self._finished
         self._finished = False
+        track = self.playout.track
+        recent = track.recent_words(int(_ECHO_WORDS_S * self.out_rate)) if track is not None else ()
         return AgentStatus(
             responding=d is not None,
             playing=self._last_frame_speech,
             finished=finished,
             response_id=d.response_id if d else "",
+            recent_words=recent,
         )
 
     def close(self) -> None:

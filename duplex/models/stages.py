@@ -33,6 +33,7 @@ class Transcript:
 
     text: str
     compute_ms: float = 0.0
+    confidence: float | None = None  # average token log-probability, if the engine gives one
 
 
 @dataclass(frozen=True)

@@ -79,9 +79,14 @@ def _squash(word: str) -> str:
     return re.sub(r"(.)\1{2,}", r"\1\1", word)
 
 
+def _is_hum(word: str) -> bool:
+    """A hum, also as the recognizer writes a held one: "mmm", "mm-m-m-m", "uh-huh"."""
+    return bool(_HUM.match(word)) or all(_HUM.match(p) or p in ("m", "h") for p in word.split("-") if p)
+
+
 def is_backchannel(text: str, vocabulary: list[str], max_words: int = 3) -> bool:
     """True when ``text`` is only short acknowledgements ("mhm", "yeah, right", "mmmm")."""
-    words = [w for w in (_squash(w) for w in words_of(text)) if not _HUM.match(w)]
+    words = [w for w in (_squash(w) for w in words_of(text)) if not _is_hum(w)]
     if words_of(text) and not words:
         return True  # only hums
     if not words or len(words) > max_words:
@@ -98,6 +103,31 @@ def is_backchannel(text: str, vocabulary: list[str], max_words: int = 3) -> bool
         else:
             return False
     return True
+
+
+def _similar(a: str, b: str) -> bool:
+    """Same word, or close enough that the recognizer may have misheard one as the other."""
+    if a == b:
+        return True
+    if min(len(a), len(b)) < 4:
+        return False
+    import difflib
+
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.75
+
+
+def own_echo_share(text: str, recent_words: tuple[str, ...]) -> float:
+    """Share of the words of ``text`` that the agent itself just said (0 when none said)."""
+    said = [w for phrase in recent_words for w in words_of(phrase)]
+    heard = words_of(text)
+    if not heard or not said:
+        return 0.0
+    return sum(any(_similar(h, s) for s in said) for h in heard) / len(heard)
+
+
+# A burst this short cannot hold more words than this rate allows (fast speech is
+# ~5 words/s); a longer transcript came from the context around it: echo or noise.
+_MAX_WORDS_PER_S = 8.0
 
 
 @dataclass
@@ -394,8 +424,11 @@ class TurnTaker:
         cfg = self.barge
         if self._frame_voiced:
             b.voiced_ms += self.frame_ms
+        echo = [w for phrase in agent.recent_words for w in words_of(phrase)]
         partial_words = [
-            w for w in words_of(signals.partial_text or "") if not is_backchannel(w, cfg.backchannel_words)
+            w
+            for w in words_of(signals.partial_text or "")
+            if not is_backchannel(w, cfg.backchannel_words) and not any(_similar(w, e) for e in echo)
         ]
         if b.voiced_ms >= cfg.confirm_speech_ms or len(partial_words) >= cfg.confirm_words:
             self._confirm(t_ms, agent, actions, events)
@@ -413,10 +446,18 @@ class TurnTaker:
             actions.append(Transcribe(b.start_ms, b.requested_end_ms, draft=False))
         if signals.final_text is not None and abs(signals.final_end_ms - b.requested_end_ms) < 1e-6:
             text = signals.final_text.strip()
-            if text and b.voiced_ms >= cfg.min_backchannel_ms and not is_backchannel(text, cfg.backchannel_words):
+            # The agent's own words, or more words than the burst could hold: its echo
+            # (or noise the recognizer filled in from the context), not the user.
+            own = own_echo_share(text, agent.recent_words) >= 0.5
+            n_words = len(words_of(text))
+            too_many = n_words > _MAX_WORDS_PER_S * (b.voiced_ms + 2 * self.frame_ms) / 1000
+            conf = signals.final_confidence
+            unsure = conf is not None and conf < cfg.min_confidence
+            heard = text and b.voiced_ms >= cfg.min_backchannel_ms and not own and not too_many and not unsure
+            if heard and not is_backchannel(text, cfg.backchannel_words):
                 self._confirm(t_ms, agent, actions, events)  # real words: "wait", "stop it"
                 return
-            if text and b.voiced_ms >= cfg.min_backchannel_ms:
+            if heard:
                 events.append(UserBackchannel(t_ms, text))
             # A backchannel, a cough or noise: resume after a short hold.
             b.resume_at_ms = self._speech.last_voice_ms + cfg.resume_after_ms

@@ -57,6 +57,18 @@ def test_real_speech_transcribes_to_the_right_words(recognizer: WhisperRecognize
     result = recognizer.transcribe(audio)
     assert _wer(text, result.text) <= 0.2, result.text
     assert result.compute_ms > 0
+    assert result.confidence is not None and result.confidence > -1.0  # sure of clear speech
+
+
+def test_a_hum_is_heard_with_low_confidence(recognizer: WhisperRecognizer) -> None:
+    # A held nasal "mmm" (espeak's "mmmmmm"): whatever words Whisper makes of it,
+    # it is not sure of them, which is what keeps a hum from stopping the agent.
+    from duplex.bench.speech import speak
+
+    hum = speak("mmmmmmmm", "en-us", 16000)
+    result = recognizer.transcribe(hum)
+    if result.text.strip():
+        assert result.confidence is not None and result.confidence < -0.7, result
 
 
 def test_silence_gives_empty_text(recognizer: WhisperRecognizer) -> None:

@@ -1,0 +1,88 @@
+"""The turn-taker's barge-in verdicts, driven frame by frame with known signals.
+
+(The same behaviours through the real models are in test_behaviours.py.)
+"""
+
+from __future__ import annotations
+
+from duplex.config import BargeInConfig, TurnConfig
+from duplex.models.actions import ResumeOutput, StopOutput, Transcribe
+from duplex.models.base import AgentStatus, ListenSignals
+from duplex.policy.turn_taker import ConvState, TurnTaker, is_backchannel, own_echo_share
+
+FRAME = 32.0
+
+
+def test_held_hums_as_the_recognizer_writes_them_are_backchannels():
+    vocab = BargeInConfig().backchannel_words
+    for text in ["mm-m-m-m-m-", "Mmmm.", "uh-huh", "Mhm, yeah."]:
+        assert is_backchannel(text, vocab), text
+    for text in ["wait", "stop it", "mm wait a second"]:
+        assert not is_backchannel(text, vocab), text
+
+
+def test_own_echo_share_counts_the_agents_own_words_with_misheard_forms():
+    said = ("The most important", "thing about water is that")
+    assert own_echo_share("is that", said) == 1.0
+    assert own_echo_share("waters", said) == 1.0  # a near miss of "water"
+    assert own_echo_share("wait, stop", said) == 0.0
+    assert own_echo_share("anything", ()) == 0.0
+
+
+def _burst_then_transcript(
+    text: str, recent: tuple[str, ...], burst_frames: int, confidence: float | None = None
+) -> list:
+    """The agent speaks; a burst of ``burst_frames`` voiced frames; then ``text`` comes back."""
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME, state=ConvState.SPEAKING)
+    agent = AgentStatus(responding=True, playing=True, response_id="r1", recent_words=recent)
+    actions_seen: list = []
+    requested = None
+    t = 1000.0
+    for i in range(60):
+        voiced = 5 <= i < 5 + burst_frames
+        final = None
+        if requested is not None and i == requested[1] + 6:
+            final = text
+        signals = ListenSignals(
+            vad_prob=0.9 if voiced else 0.0,
+            energy_db=-25.0 if voiced else -70.0,
+            final_text=final,
+            final_end_ms=requested[0].end_ms if final is not None and requested else 0.0,
+            final_confidence=confidence if final is not None else None,
+        )
+        actions, _ = tt.update(t, signals, agent)
+        for a in actions:
+            if isinstance(a, Transcribe) and requested is None:
+                requested = (a, i)
+        actions_seen += actions
+        t += FRAME
+    return actions_seen
+
+
+def test_a_burst_that_is_the_agents_own_words_resumes_instead_of_stopping():
+    recent = ("Water boils at", "one hundred degrees, which is that")
+    acts = _burst_then_transcript("which is that", recent, burst_frames=10)
+    assert any(isinstance(a, ResumeOutput) for a in acts)
+    assert not any(isinstance(a, StopOutput) for a in acts)
+
+
+def test_the_same_words_from_the_user_stop_the_agent():
+    acts = _burst_then_transcript("which is that", ("Paris is lovely in spring",), burst_frames=10)
+    assert any(isinstance(a, StopOutput) for a in acts)
+
+
+def test_more_words_than_a_short_burst_can_hold_is_not_an_interruption():
+    # 3 voiced frames (96 ms) cannot hold three words; a full second can.
+    short = _burst_then_transcript("go on then", ("Paris is lovely",), burst_frames=3)
+    assert not any(isinstance(a, StopOutput) for a in short)
+    longer = _burst_then_transcript("go on then", ("Paris is lovely",), burst_frames=12)
+    assert any(isinstance(a, StopOutput) for a in longer)
+
+
+def test_a_short_transcript_the_recognizer_is_unsure_of_does_not_stop_the_agent():
+    # A held "mm" heard as "Amen" at an average log-probability of -1.9.
+    unsure = _burst_then_transcript("Amen", ("Paris is lovely",), burst_frames=18, confidence=-1.9)
+    assert not any(isinstance(a, StopOutput) for a in unsure)
+    assert any(isinstance(a, ResumeOutput) for a in unsure)
+    sure = _burst_then_transcript("Wait", ("Paris is lovely",), burst_frames=18, confidence=-0.3)
+    assert any(isinstance(a, StopOutput) for a in sure)
