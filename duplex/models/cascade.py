@@ -137,6 +137,8 @@ _SEAM_PAD_S = 0.03
 # How far back the agent's played words count as its possible echo: the echo delay,
 # the burst heard and the context the recognizer adds around it.
 _ECHO_WORDS_S = 3.0
+# A barge-in is detected this long after the user's sound began (onset frames + VAD lag).
+_BURST_LOOKBACK_MS = 250.0
 
 
 def trim_seam(
@@ -250,6 +252,9 @@ class CascadeSession:
         self._onsets: collections.deque[float] = collections.deque(maxlen=64)  # speech onsets (ms)
         self._partial_job: Any = None
         self._last_partial_ms = -1e9
+        # Partials never reach back before this (ms): the answer taken, or the barge-in
+        # being judged, must not be confirmed by words of an earlier stretch.
+        self._partial_floor_ms = -1e9
         self._speech_since_ms: float | None = None
         self._last_voice_ms = -1e9
         self._paused = False
@@ -334,9 +339,15 @@ class CascadeSession:
         interval = self.config.models.asr.partial_interval_ms
         if interval <= 0 or self._partial_job is not None or self._speech_since_ms is None:
             return
+        if self._playing is not None and not self._paused:
+            return  # what is heard now is the agent's own echo until a barge-in pauses it
         if frame_end - self._last_voice_ms > 0 or frame_end - self._last_partial_ms < interval:
             return
-        start = max(self._speech_since_ms - 200, frame_end - 1000 * self.config.models.asr.max_utterance_s)
+        start = max(
+            self._speech_since_ms - 200,
+            self._partial_floor_ms,
+            frame_end - 1000 * self.config.models.asr.max_utterance_s,
+        )
         audio = self._audio_span(start, frame_end)
         if len(audio) < self.rate * 0.4:
             return
@@ -379,13 +390,24 @@ class CascadeSession:
                 self._take_turn(a, t_ms)
             elif isinstance(a, PauseOutput):
                 self._paused = True
+                # Judge the burst on its own audio: onset detection plus VAD lag ago.
+                self._restart_partials(t_ms - _BURST_LOOKBACK_MS)
             elif isinstance(a, ResumeOutput):
                 self._paused = False
+                self._restart_partials(t_ms)
             elif isinstance(a, StopOutput):
                 events.extend(self._stop_output(t_ms))
             elif isinstance(a, Backchannel):
                 events.extend(self._backchannel(t_ms))
         return events
+
+    def _restart_partials(self, floor_ms: float) -> None:
+        """Drop the partial in flight and start the next one from ``floor_ms``."""
+        if self._partial_job is not None:
+            self.partial_lane.cancel(self._partial_job)
+            self._partial_job = None
+        self._partial_floor_ms = floor_ms
+        self._last_partial_ms = -1e9
 
     def _transcribe(self, a: Transcribe, t_ms: float) -> None:
         self._discard_draft()
@@ -467,6 +489,7 @@ class CascadeSession:
         draft.taken_ms = t_ms
         draft.stage_ms["asr_final"] = self._final_compute_ms
         self.dialogue.add_user(text)
+        self._restart_partials(t_ms)
         if self._playing is not None:
             self._end_playing(t_ms, interrupted=True)
         self._playing = draft

@@ -248,3 +248,30 @@ def test_background_lane_runs_at_lower_priority():
         lane.close()
         results[background] = got[0].item
     assert results[True] > results[False]
+
+
+def test_partials_judging_a_barge_in_hear_only_the_burst(scripted_config):
+    """Sound that never stops (the agent's own echo, then the user) must not make the
+    partial transcript of a barge-in reach back into the earlier stretch."""
+    from duplex.models.actions import PauseOutput
+    from duplex.runtime.lanes import InlineLane
+
+    model = scripted_model(scripted_config)
+    session = model.open_session("t", lambda name, background=False: InlineLane(name))
+    frame_ms = scripted_config.audio.frame_ms
+    n = scripted_config.frame_samples
+    sound = tone(6.0)
+    partials: list[tuple[float, int]] = []
+    pause_at = 4000.0
+    for i in range(len(sound) // n):
+        t = i * frame_ms
+        if t == pause_at:
+            session.act([PauseOutput()], t)
+        heard = session.listen(sound[i * n : (i + 1) * n], t)
+        if heard.partial_text:
+            partials.append((t, int(heard.partial_text.split()[2])))
+    before = [ms for t, ms in partials if t < pause_at]
+    after = [ms for t, ms in partials if t > pause_at]
+    assert before and max(before) > 2500  # one long stretch: partials cover all of it
+    assert after and max(after) <= (6000 - pause_at) + 300  # after the pause: the burst only
+    session.close()
