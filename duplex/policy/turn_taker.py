@@ -84,9 +84,16 @@ def _is_hum(word: str) -> bool:
     return bool(_HUM.match(word)) or all(_HUM.match(p) or p in ("m", "h") for p in word.split("-") if p)
 
 
+# How a recognizer may spell an acknowledgement it heard right ("I see" as "i c").
+_SOUNDS_LIKE = {
+    "c": "see", "sea": "see", "k": "okay", "kay": "okay", "mkay": "okay", "yea": "yeah",
+    "ya": "yeah", "yah": "yeah", "rite": "right", "write": "right", "kool": "cool",
+}
+
+
 def is_backchannel(text: str, vocabulary: list[str], max_words: int = 3) -> bool:
     """True when ``text`` is only short acknowledgements ("mhm", "yeah, right", "mmmm")."""
-    words = [w for w in (_squash(w) for w in words_of(text)) if not _is_hum(w)]
+    words = [_SOUNDS_LIKE.get(w, w) for w in (_squash(w) for w in words_of(text)) if not _is_hum(w)]
     if words_of(text) and not words:
         return True  # only hums
     if not words or len(words) > max_words:

@@ -15,7 +15,7 @@ FRAME = 32.0
 
 def test_held_hums_as_the_recognizer_writes_them_are_backchannels():
     vocab = BargeInConfig().backchannel_words
-    for text in ["mm-m-m-m-m-", "Mmmm.", "uh-huh", "Mhm, yeah."]:
+    for text in ["mm-m-m-m-m-", "Mmmm.", "uh-huh", "Mhm, yeah.", "i c", "K."]:
         assert is_backchannel(text, vocab), text
     for text in ["wait", "stop it", "mm wait a second"]:
         assert not is_backchannel(text, vocab), text
