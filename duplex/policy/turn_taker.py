@@ -14,7 +14,10 @@ It decides:
   user goes on, the draft is discarded.
 - *barge-in*: user speech while the agent speaks pauses output within a frame;
   enough speech or enough words confirm the interruption (stop and flush);
-  otherwise the output resumes where it paused.
+  otherwise the output resumes where it paused. A short burst is judged on its
+  transcript, which confirms only if it is not the agent's own recent words (its
+  echo), holds no more words than the burst's length allows, and the recognizer
+  is sure of it (a hum heard as "Amen" is not an interruption).
 - *backchannels*: a short acknowledgement while the agent speaks is reported and
   does not stop it.
 
