@@ -463,11 +463,12 @@ class TurnTaker:
             too_many = n_words > _MAX_WORDS_PER_S * (b.voiced_ms + 2 * self.frame_ms) / 1000
             conf = signals.final_confidence
             unsure = conf is not None and conf < cfg.min_confidence
-            heard = text and b.voiced_ms >= cfg.min_backchannel_ms and not own and not too_many and not unsure
-            if heard and not is_backchannel(text, cfg.backchannel_words):
+            user_sound = bool(text) and b.voiced_ms >= cfg.min_backchannel_ms and not own
+            backchannel = is_backchannel(text, cfg.backchannel_words)
+            if user_sound and not (backchannel or too_many or unsure):
                 self._confirm(t_ms, agent, actions, events)  # real words: "wait", "stop it"
                 return
-            if heard:
+            if user_sound and (backchannel or unsure):  # "mhm", or a hum heard as a word
                 events.append(UserBackchannel(t_ms, text))
             # A backchannel, a cough or noise: resume after a short hold.
             b.resume_at_ms = self._speech.last_voice_ms + cfg.resume_after_ms
