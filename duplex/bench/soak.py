@@ -29,6 +29,7 @@ def run_soak(minutes: float = 60.0, gap_s: float = 9.0, config_name: str | None 
     rt = Runtime(config, clock="offline")
     proc = psutil.Process()
     latencies: list[float] = []
+    stages: list[dict[str, float]] = []  # per response: where its latency went
     rss: list[tuple[float, float]] = []
     try:
         s = rt.open_session("soak")
@@ -46,6 +47,7 @@ def run_soak(minutes: float = 60.0, gap_s: float = 9.0, config_name: str | None 
             for e in s.channel.drain():
                 if isinstance(e, AgentAudioStarted):
                     latencies.append(e.latency_ms)
+                    stages.append(dict(e.breakdown_ms))
             if tick % 1875 == 0:  # every minute of stream time
                 rss.append((s.t_ms / 60_000, proc.memory_info().rss / 1e6))
                 if progress:
@@ -62,6 +64,16 @@ def run_soak(minutes: float = 60.0, gap_s: float = 9.0, config_name: str | None 
         "latency_last10_ms": percentiles(last),
         "latency_all_ms": percentiles(latencies),
         "rss_mb_by_minute": rss,
+        # Stateless stages (ASR final, TTS) slowing as much as the total means the machine
+        # slowed down, not the conversation.
+        "stages_first10_vs_last10_p50_ms": {
+            name: [
+                float(np.nanmedian([s.get(name, np.nan) for s in part])) if part else float("nan")
+                for part in (stages[:10], stages[-10:])
+            ]
+            for name in sorted({k for s in stages for k in s})
+        },
+        "latency_by_response_ms": latencies,
         "rss_growth_after_warmup_mb": (warm[-1] - warm[0]) if warm else 0.0,
     }
     report["table"] = (
