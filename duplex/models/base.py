@@ -58,7 +58,8 @@ class AgentStatus:
     playing: bool = False  # the last output frame carried response audio
     finished: bool = False  # the current response has been played to its end
     response_id: str = ""
-    # Words the agent played in the last few seconds (its possible echo), oldest first.
+    # While output is paused (a barge-in being judged): words the agent played in the
+    # last few seconds (its possible echo), oldest first.
     recent_words: tuple[str, ...] = ()
 
 

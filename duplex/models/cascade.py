@@ -665,7 +665,10 @@ class CascadeSession:
         finished = self._finished
         self._finished = False
         track = self.playout.track
-        recent = track.recent_words(int(_ECHO_WORDS_S * self.out_rate)) if track is not None else ()
+        # Only a paused output's burst is judged against the agent's words: spare every other tick.
+        recent: tuple[str, ...] = ()
+        if track is not None and self._paused:
+            recent = track.recent_words(int(_ECHO_WORDS_S * self.out_rate))
         return AgentStatus(
             responding=d is not None,
             playing=self._last_frame_speech,

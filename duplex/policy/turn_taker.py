@@ -26,6 +26,7 @@ All thresholds come from the profile (``[turn]`` and ``[barge_in]``).
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -121,18 +122,21 @@ def _similar(a: str, b: str) -> bool:
         return True
     if min(len(a), len(b)) < 4:
         return False
-    import difflib
-
     return difflib.SequenceMatcher(None, a, b).ratio() >= 0.75
+
+
+def _said(word: str, said: list[str]) -> bool:
+    """``word`` is (a mishearing of) one of the words the agent said."""
+    return any(_similar(word, s) for s in said)
 
 
 def own_echo_share(text: str, recent_words: tuple[str, ...]) -> float:
     """Share of the words of ``text`` that the agent itself just said (0 when none said)."""
-    said = [w for phrase in recent_words for w in words_of(phrase)]
+    said = words_of(" ".join(recent_words))
     heard = words_of(text)
     if not heard or not said:
         return 0.0
-    return sum(any(_similar(h, s) for s in said) for h in heard) / len(heard)
+    return sum(_said(h, said) for h in heard) / len(heard)
 
 
 # A burst this short cannot hold more words than this rate allows (fast speech is
@@ -434,11 +438,11 @@ class TurnTaker:
         cfg = self.barge
         if self._frame_voiced:
             b.voiced_ms += self.frame_ms
-        echo = [w for phrase in agent.recent_words for w in words_of(phrase)]
+        said = words_of(" ".join(agent.recent_words))
         partial_words = [
             w
             for w in words_of(signals.partial_text or "")
-            if not is_backchannel(w, cfg.backchannel_words) and not any(_similar(w, e) for e in echo)
+            if not is_backchannel(w, cfg.backchannel_words) and not _said(w, said)
         ]
         if b.voiced_ms >= cfg.confirm_speech_ms or len(partial_words) >= cfg.confirm_words:
             self._confirm(t_ms, agent, actions, events)
