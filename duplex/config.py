@@ -160,6 +160,7 @@ class EchoConfig:
     engine: Literal["webrtc", "speex", "none"] = "speex"
     guard: bool = True  # ignore input energy explained by the agent's own output
     guard_margin_db: float = 10.0
+    double_talk_corr: float = 0.7  # envelope correlation with the played audio below which the user talks over it; 0: off
 
 
 @dataclass

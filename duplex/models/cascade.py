@@ -54,6 +54,7 @@ from duplex.models.actions import (
 )
 from duplex.models.base import AgentStatus, LaneFactory, ListenSignals, SpeakResult
 from duplex.models.context import Dialogue
+from duplex.models.spoken_text import spoken_pieces
 from duplex.models.stages import (
     SpeechRecognizer,
     SpeechSynthesizer,
@@ -523,7 +524,7 @@ class CascadeSession:
 
             first = True
             joined = False  # the previous clause stopped mid-sentence
-            for clause in split_clauses(pieces()):
+            for clause in split_clauses(spoken_pieces(pieces())):
                 t_clause = time.perf_counter()
                 stage = {"llm_first_clause": 1000.0 * (t_clause - t0), "llm_ttft": first_token[0] if first_token else 0.0}
                 yield ("text", (clause, stage if first else {}))

@@ -352,6 +352,18 @@ class EchoEstimator:
     less than half of that time). A frame is *explained* when its level is within
     ``margin_db`` of the expected residual echo, or below ``floor_db``.
 
+    Level alone cannot hear a user who talks at the echo's own level while the
+    canceller has not converged yet (the first seconds of a session). Given the
+    raw microphone frame too, the estimator also runs a *double-talk detector*:
+    the correlation between the raw microphone's 8 ms amplitude envelope and the
+    played reference's, over the last ``dt_window_ms``, at the echo path's delay
+    (learned from frames where the two match; the best of all delays up to
+    ``max_delay_ms`` until then). Echo alone follows the reference (correlation
+    around 0.9); a voice that is not the agent's breaks the match: an independent
+    voice as loud as the echo brings it to about 0.7 (1/sqrt(2)). A frame louder
+    than the expected residual whose envelope correlation is below ``dt_corr`` is
+    not explained, however close to the echo level it is.
+
     Call :meth:`explained` exactly once per tick, with the cleaned mic frame and
     the frame played in the same tick; it updates the estimate and answers.
 
@@ -368,7 +380,12 @@ class EchoEstimator:
         window_s: Span of the median.
         min_frames: Active frames needed before the learned estimate replaces
             ``initial_residual_db``.
+        dt_corr: Envelope correlation below which the microphone holds a voice
+            besides the echo (double talk); 0 disables the detector.
+        dt_window_ms: Span of the envelope correlation.
     """
+
+    _BLOCK_MS = 8.0
 
     def __init__(
         self,
@@ -382,9 +399,14 @@ class EchoEstimator:
         active_db: float = -50.0,
         window_s: float = 10.0,
         min_frames: int = 15,
+        dt_corr: float = 0.7,
+        dt_window_ms: float = 320.0,
     ) -> None:
         if frame_ms <= 0:
             raise ConfigError(f"EchoEstimator frame_ms must be > 0, got {frame_ms}")
+        self.dt_corr = dt_corr
+        self._dt_window = max(4, int(round(dt_window_ms / self._BLOCK_MS)))
+        self._dt_lags = max(1, int(math.ceil(max_delay_ms / self._BLOCK_MS)))
         self.frame_ms = frame_ms
         self.margin_db = margin_db
         self.floor_db = floor_db
@@ -400,6 +422,12 @@ class EchoEstimator:
         self._played: deque[float] = deque(maxlen=self._delay_frames)
         self._ratios: deque[float] = deque(maxlen=self._window)
         self._reference = -120.0
+        # Envelope histories, oldest first; ``_env_filled`` counts the blocks seen.
+        self._mic_env = np.zeros(self._dt_window)
+        self._ref_env = np.zeros(self._dt_window + self._dt_lags - 1)
+        self._env_filled = 0
+        self._lag_votes = np.zeros(self._dt_lags)
+        self.correlation: float | None = None  # the last frame's envelope correlation
 
     @property
     def reference_db(self) -> float:
@@ -429,11 +457,59 @@ class EchoEstimator:
             self._ratios.append(level - self._reference)
         return level
 
-    def explained(self, clean_frame: np.ndarray, played_frame: np.ndarray) -> bool:
-        """Update with this tick and say whether ``clean_frame`` is (residual) echo or quiet."""
+    def explained(
+        self, clean_frame: np.ndarray, played_frame: np.ndarray, mic_frame: np.ndarray | None = None
+    ) -> bool:
+        """Update with this tick and say whether ``clean_frame`` is (residual) echo or quiet.
+
+        ``mic_frame``, the raw microphone frame before cancellation, enables the
+        double-talk detector.
+        """
         level = self.update(clean_frame, played_frame)
+        self.correlation = None
+        if mic_frame is not None and self.dt_corr > 0:
+            self.correlation = self._envelope_correlation(mic_frame, played_frame)
         if level < self.floor_db:
             return True
         if self._reference < self.active_db:
             return False
+        if self.correlation is not None and self.correlation < self.dt_corr and level > self.expected_db:
+            return False  # louder than the echo usually is, and not shaped like it: double talk
         return level <= self.expected_db + self.margin_db
+
+    def _envelope_correlation(self, mic_frame: np.ndarray, played_frame: np.ndarray) -> float | None:
+        """Correlation of the raw mic's envelope with the reference's at the echo delay.
+
+        None when it says nothing: too little history, or a reference (or a
+        microphone) without any envelope to follow.
+        """
+        blocks = max(1, int(round(self.frame_ms / self._BLOCK_MS)))
+        n = (min(len(mic_frame), len(played_frame)) // blocks) * blocks
+        if n == 0:
+            return None
+        for env, frame in ((self._mic_env, mic_frame), (self._ref_env, played_frame)):
+            x = np.asarray(frame[:n], dtype=np.float64).reshape(blocks, -1)
+            env[:-blocks] = env[blocks:]
+            env[-blocks:] = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])
+        self._env_filled += blocks
+        w = self._dt_window
+        if self._env_filled < len(self._ref_env):
+            return None
+        # Row j: the reference window that reaches the microphone j blocks later.
+        windows = np.lib.stride_tricks.sliding_window_view(self._ref_env, w)[::-1]
+        mic = self._mic_env - self._mic_env.mean()
+        windows = windows - windows.mean(axis=1, keepdims=True)
+        power = np.einsum("ij,ij->i", windows, windows)
+        mic_power = float(mic @ mic)
+        if mic_power <= 1e-12 or power.max() <= 1e-12:
+            return None
+        corr = (windows @ mic) / np.sqrt(np.maximum(power, 1e-12) * mic_power)
+        corr[power <= 1e-12] = 0.0
+        best = int(np.argmax(corr))
+        if corr[best] > 0.8:  # a clear echo: a vote for its delay
+            self._lag_votes *= 0.98
+            self._lag_votes[best] += 1.0
+        if self._lag_votes.sum() < 10:
+            return float(corr[best])
+        lag = int(np.argmax(self._lag_votes))
+        return float(corr[max(0, lag - 2) : lag + 3].max())

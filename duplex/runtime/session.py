@@ -58,7 +58,7 @@ class Session:
         self._controls: collections.deque = collections.deque()
         # Echo: the agent's output, as played, is the canceller's reference.
         self.echo = make_echo_canceller(config.echo.engine, config.audio.input_sample_rate, self.frame_samples)
-        self.echo_guard = EchoEstimator(margin_db=config.echo.guard_margin_db) if config.echo.guard else None
+        self.echo_guard = EchoEstimator(margin_db=config.echo.guard_margin_db, dt_corr=config.echo.double_talk_corr) if config.echo.guard else None
         self._played = np.zeros(self.frame_samples, np.float32)
         self._to_input_rate = StreamResampler(config.audio.output_sample_rate, config.audio.input_sample_rate)
         self.emit(SessionStarted(0.0, session_id, config.audio.input_sample_rate, config.audio.output_sample_rate, config.audio.frame_ms))
@@ -141,7 +141,7 @@ class Session:
         lane_ms0 = inline_compute_ms()
         t0 = time.perf_counter()
         clean = self.echo.process(frame, self._played)
-        explained = self.echo_guard.explained(clean, self._played) if self.echo_guard else False
+        explained = self.echo_guard.explained(clean, self._played, frame) if self.echo_guard else False
         signals = self.model.listen(clean, t_ms)
         if explained:
             signals = dataclasses.replace(signals, echo_explained=True)

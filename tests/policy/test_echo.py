@@ -292,3 +292,22 @@ def test_speex_backend_cancels_echo(speech):
     aec = make_echo_canceller("speex", SR, FRAME)
     clean = _run(aec, mic, far)
     assert _erle(echo, clean, 4.0, ECHO_ONLY_S) > 12.0
+
+
+def test_double_talk_is_heard_at_the_echo_level_before_cancellation_converges(speech):
+    """The user talks as loud as the echo, and nothing is cancelled yet (the first
+    seconds of a session): level cannot tell them apart, the envelope can."""
+    far, near = speech["far"], speech["near"]
+    echo, _ = _mic(far, np.zeros_like(far), 60, -7)
+    active = np.abs(echo) > 1e-3
+    near = near * np.sqrt(np.mean(echo[active] ** 2) / np.mean(near[np.abs(near) > 1e-3] ** 2))
+    mic = (echo + near).astype(np.float32)
+    frames = list(zip(mic.reshape(-1, FRAME), far.reshape(-1, FRAME), strict=True))
+    by_level, by_envelope = EchoEstimator(dt_corr=0), EchoEstimator()
+    level = np.array([by_level.explained(m, p) for m, p in frames])
+    envelope = np.array([by_envelope.explained(m, p, m) for m, p in frames])
+    k = S0 // FRAME
+    user = _vad(near)[k:] >= 0.5
+    echo_only = slice(int(1.0 * SR) // FRAME, k)
+    assert envelope[echo_only].mean() > 0.95  # the agent's echo alone stays explained
+    assert (~envelope[k:][user]).mean() > (~level[k:][user]).mean() + 0.2
