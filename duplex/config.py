@@ -120,6 +120,11 @@ class TurnConfig:
     end_silence_ms: int = 600
     min_end_silence_ms: int = 250
     max_end_silence_ms: int = 2500
+    # The pause needed falls from max to min as the end-of-turn score crosses this
+    # midpoint, over about +-2 widths (a logistic curve): fragments ("I need some
+    # ideas for") score below ~0.3, finished questions above ~0.5.
+    eot_midpoint: float = 0.4
+    eot_width: float = 0.08
     preempt_silence_ms: int = 160
     min_turn_ms: int = 200
     background_margin_db: float = 12.0  # speech this far below the user's level is background (0: off)

@@ -306,9 +306,9 @@ class CascadeSession:
                     self._pending_events.append(UserTranscriptPartial(t_ms, payload))
                     self._prefill(payload, frame_end)
             elif kind == "final" and r.job is self._final_job:
-                payload, self._final_confidence = payload
+                # The recognizer's own time: the job's time also counts the EOU score.
+                payload, self._final_confidence, self._final_compute_ms = payload
                 self._final_text = payload
-                self._final_compute_ms = r.job.compute_ms
                 self._pending_events.append(
                     UserTranscriptFinal(t_ms, payload, self._final_span[0], self._final_span[1])
                 )
@@ -448,7 +448,7 @@ class CascadeSession:
             new = heard.text.strip()
             segments.append((seg_start, a.end_ms, new))
             text = f"{head} {new}".strip()
-            yield ("final", (text, heard.confidence))
+            yield ("final", (text, heard.confidence, heard.compute_ms))
             if eou is not None and text:
                 yield ("eou", eou.end_probability(text))
 

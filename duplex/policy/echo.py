@@ -8,7 +8,7 @@ session rate, ``frame_samples`` long)::
 
 Backends:
 
-- ``"webrtc"`` (default): WebRTC AEC3 from the ``pywebrtc-audio`` wheel
+- ``"webrtc"``: WebRTC AEC3 from the ``pywebrtc-audio`` wheel
   (Apache-2.0, prebuilt, no system library). It estimates the echo delay itself
   (0 to several hundred ms), models reverb tails, and its residual echo
   suppressor removes what the linear filter leaves. It works on 10 ms blocks, so
@@ -16,8 +16,9 @@ Backends:
   re-blocking + AEC3's own 8 ms; 256 samples at 16 kHz for 512-sample frames: see
   ``latency_samples``).
 - ``"speex"``: the Speex MDF canceller plus Speex's residual echo suppressor, from
-  the ``pyaec`` wheel (which bundles libspeexdsp). Weaker (see models/aec.md);
-  kept as an alternative.
+  the ``pyaec`` wheel (which bundles libspeexdsp). A weaker canceller (see
+  models/aec.md) that keeps the user's voice intact in double talk, which the
+  barge-in transcript needs: the default profile's choice.
 - ``"none"``: pass-through.
 
 ``EchoEstimator`` tells the turn-taker whether what is left after cancellation

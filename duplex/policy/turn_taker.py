@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -289,8 +290,15 @@ class TurnTaker:
         score = self._user.eot_score
         if score is None:
             return float(self.turn.end_silence_ms)
-        lo, hi = self.turn.min_end_silence_ms, self.turn.max_end_silence_ms
-        return hi - score * (hi - lo)
+        cfg = self.turn
+        lo, hi = cfg.min_end_silence_ms, cfg.max_end_silence_ms
+        if cfg.eot_width <= 0:
+            return float(lo if score >= cfg.eot_midpoint else hi)
+        # Logistic, not linear: a finished question the small EOU model is only
+        # moderately sure of (0.6-0.8; questions can always go on) must not wait a
+        # second, while fragments (below ~0.3) keep nearly the whole max pause.
+        unsure = 1.0 / (1.0 + math.exp((score - cfg.eot_midpoint) / cfg.eot_width))
+        return lo + unsure * (hi - lo)
 
     # ------------------------------------------------------------------ the tick
     def update(

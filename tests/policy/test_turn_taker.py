@@ -90,3 +90,42 @@ def test_a_short_transcript_the_recognizer_is_unsure_of_does_not_stop_the_agent(
     assert [e.text for e in events if e.type == "user.backchannel"] == ["Amen"]
     sure, _ = _burst_then_transcript("Wait", ("Paris is lovely",), burst_frames=18, confidence=-0.3)
     assert any(isinstance(a, StopOutput) for a in sure)
+
+
+def _turn_taken_after_ms(text: str, eot_probability: float) -> float | None:
+    """The user speaks 1 s and stops; the final ``text`` comes back with the EOU
+    model's ``eot_probability``. Silence (ms) after which the turn is taken."""
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME)
+    agent = AgentStatus()
+    requested = None
+    t = 0.0
+    for i in range(120):
+        voiced = 3 <= i < 34
+        final = text if requested is not None and i == requested[1] + 4 else None
+        signals = ListenSignals(
+            vad_prob=0.9 if voiced else 0.0,
+            energy_db=-25.0 if voiced else -70.0,
+            final_text=final,
+            final_end_ms=requested[0].end_ms if final is not None and requested else 0.0,
+            eot_score=eot_probability if final is not None else None,
+        )
+        actions, events = tt.update(t, signals, agent)
+        for a in actions:
+            if isinstance(a, Transcribe) and requested is None:
+                requested = (a, i)
+        if any(e.type == "turn.taken" for e in events):
+            return t + FRAME - 34 * FRAME
+        t += FRAME
+    return None
+
+
+def test_a_finished_question_the_eou_model_is_unsure_of_is_answered_at_a_short_pause():
+    # SmolLM2 gives "How far away is the moon" P(end) ~0.08: a question can always go on.
+    taken = _turn_taken_after_ms("How far away is the moon?", 0.08)
+    assert taken is not None and taken < 500
+
+
+def test_a_fragment_waits_for_a_long_pause():
+    # "Can you give me" (P(end) ~0.0001): the user is looking for the word.
+    taken = _turn_taken_after_ms("Can you give me?", 0.0001)
+    assert taken is None or taken > 2000

@@ -45,7 +45,7 @@ def pulse():
 def test_talk_hears_the_microphone_and_answers_through_the_speaker(pulse, tmp_path):
     question = tmp_path / "question.wav"
     write_wav(question, np.concatenate([speak("What is the capital of France?", "en-us+f3"), np.zeros(8000, np.float32)]), 16000)
-    env = {**os.environ, "PULSE_SOURCE": "duplex_test_mic.monitor", "PULSE_SINK": "duplex_test_speaker", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PULSE_SOURCE": "duplex_test_mic.monitor", "PULSE_SINK": "duplex_test_speaker", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     recorded = tmp_path / "speaker.wav"
     rec = subprocess.Popen(
         ["parecord", "--device=duplex_test_speaker.monitor", "--rate=16000", "--channels=1", "--format=s16le", "--file-format=wav", str(recorded)]
@@ -55,9 +55,20 @@ def test_talk_hears_the_microphone_and_answers_through_the_speaker(pulse, tmp_pa
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        time.sleep(5.0)  # models load, streams open
+        # Speak once the models are loaded (a loaded CI machine can take longer than
+        # any fixed sleep), then give the audio streams a moment to open.
+        deadline = time.monotonic() + 60
+        first_lines = []
+        while time.monotonic() < deadline:
+            line = talk.stdout.readline() if talk.stdout else ""
+            first_lines.append(line)
+            if "talk now" in line or not line:
+                break
+        assert any("talk now" in x for x in first_lines), first_lines
+        time.sleep(1.5)
         subprocess.run(["paplay", "--device=duplex_test_mic", str(question)], check=True, timeout=20)
         out, err = talk.communicate(timeout=60)
+        out = "".join(first_lines) + out
     finally:
         talk.kill()
         rec.terminate()
