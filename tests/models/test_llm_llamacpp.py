@@ -145,3 +145,40 @@ def test_prefill_of_a_partial_transcript_leaves_only_the_tail_to_evaluate(llm: L
     # Only the words after the partial, the turn end and the generation prompt are new.
     assert llm.last_prompt_eval_tokens <= 10, llm.last_prompt_eval_tokens
     assert llm.last_prompt_tokens > 20
+
+
+@pytest.fixture(scope="module")
+def scoring_llm() -> Iterator[LlamaCppGenerator]:
+    pytest.importorskip("llama_cpp")
+    generator = LlamaCppGenerator(threads=1, n_ctx=256, temperature=0.0, seed=1, score_end=True)
+    yield generator
+    generator.close()
+
+
+def _end_probability(llm: LlamaCppGenerator, messages: list[ChatMessage]) -> float:
+    stream = llm.stream(messages, max_tokens=4)
+    next(stream)
+    stream.close()
+    assert llm.last_end_probability is not None
+    return llm.last_end_probability
+
+
+def test_the_answers_prompt_pass_says_whether_the_user_finished(scoring_llm: LlamaCppGenerator) -> None:
+    finished = _end_probability(scoring_llm, [SYSTEM, ChatMessage("user", "What is the capital of France?")])
+    cut_off = _end_probability(scoring_llm, [SYSTEM, ChatMessage("user", "I need some ideas for.")])
+    assert finished > 0.3 and cut_off < 0.01
+    # The same after a cached earlier exchange, and with the user's words already in
+    # the cache from a prefill of the partial transcript (the last word is re-read).
+    history = [SYSTEM, ChatMessage("user", "Hello."), ChatMessage("assistant", "Hi there!")]
+    scoring_llm.prefill(history + [ChatMessage("user", "Can you give me")])
+    assert _end_probability(scoring_llm, history + [ChatMessage("user", "Can you give me?")]) < 0.01
+    assert scoring_llm.last_prompt_eval_tokens <= 8
+
+
+def test_scoring_does_not_change_the_answer(llm: LlamaCppGenerator, scoring_llm: LlamaCppGenerator) -> None:
+    question = [SYSTEM, ChatMessage("user", "What is the capital of France?")]
+    llm.reset()
+    scoring_llm.reset()
+    plain = "".join(llm.stream(question, max_tokens=16))
+    scored = "".join(scoring_llm.stream(question, max_tokens=16))
+    assert scored == plain
