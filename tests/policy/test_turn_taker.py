@@ -29,6 +29,19 @@ def test_own_echo_share_counts_the_agents_own_words_with_misheard_forms():
     assert own_echo_share("anything", ()) == 0.0
 
 
+def _heard(voiced: bool, final: str | None, requested: tuple | None, **with_final: float | None) -> ListenSignals:
+    """One frame's signals: speech or silence, and the requested final when it comes back
+    (with ``with_final`` fields, e.g. its confidence, only then)."""
+    extra = with_final if final is not None else {}
+    return ListenSignals(
+        vad_prob=0.9 if voiced else 0.0,
+        energy_db=-25.0 if voiced else -70.0,
+        final_text=final,
+        final_end_ms=requested[0].end_ms if final is not None and requested else 0.0,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
 def _burst_then_transcript(
     text: str, recent: tuple[str, ...], burst_frames: int, confidence: float | None = None
 ) -> tuple[list, list]:
@@ -44,13 +57,7 @@ def _burst_then_transcript(
         final = None
         if requested is not None and i == requested[1] + 6:
             final = text
-        signals = ListenSignals(
-            vad_prob=0.9 if voiced else 0.0,
-            energy_db=-25.0 if voiced else -70.0,
-            final_text=final,
-            final_end_ms=requested[0].end_ms if final is not None and requested else 0.0,
-            final_confidence=confidence if final is not None else None,
-        )
+        signals = _heard(voiced, final, requested, final_confidence=confidence)
         actions, events = tt.update(t, signals, agent)
         events_seen += events
         for a in actions:
@@ -102,13 +109,7 @@ def _turn_taken_after_ms(text: str, eot_probability: float) -> float | None:
     for i in range(120):
         voiced = 3 <= i < 34
         final = text if requested is not None and i == requested[1] + 4 else None
-        signals = ListenSignals(
-            vad_prob=0.9 if voiced else 0.0,
-            energy_db=-25.0 if voiced else -70.0,
-            final_text=final,
-            final_end_ms=requested[0].end_ms if final is not None and requested else 0.0,
-            eot_score=eot_probability if final is not None else None,
-        )
+        signals = _heard(voiced, final, requested, eot_score=eot_probability)
         actions, events = tt.update(t, signals, agent)
         for a in actions:
             if isinstance(a, Transcribe) and requested is None:
