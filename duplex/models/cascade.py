@@ -326,20 +326,17 @@ class CascadeSession:
                     self._held_final = (frame_end, None)
                 elif self.eou is None or not payload.strip():
                     self._final_job = None
-                    final, final_end = payload, self._final_span[1]
-                    confidence = self._final_confidence
+                    final, final_end, confidence = self._final_signal()
             elif kind == "eou" and r.job is self._final_job:
                 self._final_job = None
-                final, final_end = self._final_text, self._final_span[1]
-                confidence = self._final_confidence
+                final, final_end, confidence = self._final_signal()
                 eot = float(payload or 0.0)  # P(utterance complete); the turn-taker blends it
         if self._held_final is not None:
             since, scored = self._held_final
             # Released with the draft's score, or without one if the draft is gone or late.
             if scored is not None or self._draft is None or frame_end - since > _EOU_WAIT_MS:
                 self._held_final = None
-                final, final_end = self._final_text, self._final_span[1]
-                confidence = self._final_confidence
+                final, final_end, confidence = self._final_signal()
                 eot = scored
         self._maybe_partial(t_ms, frame_end)
         heard, self._pending_events = tuple(self._pending_events), []
@@ -354,6 +351,10 @@ class CascadeSession:
             eot_score=eot,
             events=heard,
         )
+
+    def _final_signal(self) -> tuple[str, float, float | None]:
+        """The final transcript as the turn-taker gets it: text, end of speech, confidence."""
+        return self._final_text, self._final_span[1], self._final_confidence
 
     def _maybe_partial(self, t_ms: float, frame_end: float) -> None:
         interval = self.config.models.asr.partial_interval_ms

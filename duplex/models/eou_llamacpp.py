@@ -28,7 +28,6 @@ from duplex.models.llm_llamacpp import (
 log = logging.getLogger(__name__)
 
 
-
 class LlamaCppEndOfUtterance:
     """P(sentence ends now | user words) from a chat GGUF on llama.cpp.
 
@@ -56,7 +55,6 @@ class LlamaCppEndOfUtterance:
         self._prefix = self._llm.tokenize(prefix.encode(), add_bos=False, special=True)
         self._llm.eval(self._prefix)
         self._end_ids = end_token_ids(self._llm, "<|im_end|>")
-        self._n_vocab = self._llm.n_vocab()
 
     def end_probability(self, text: str) -> float:
         """Probability that the utterance ``text`` is complete (its sentence ends here)."""
