@@ -70,6 +70,8 @@ class LlmConfig:
     temperature: float = 0.3
     top_p: float = 0.9
     seed: int = 7
+    # An answer may not end before this many words (llama.cpp: its end tokens are masked).
+    min_words: int = 0
     system_prompt: str = (
         "You are a friendly voice assistant. Answer in one or two short spoken sentences."
     )

@@ -118,6 +118,7 @@ def fit_context(
 
 
 _TRAILING = re.compile(r"[\s.?!,;:…\-—]+$")
+_WORDS = re.compile(r"\w+")
 _END_MARKS = {".", "?", "!", '."', '?"', '!"', "...", "…"}
 
 
@@ -231,6 +232,7 @@ class LlamaCppGenerator:
         repeat_penalty: float = 1.1,
         seed: int = 0,
         score_end: bool = False,
+        min_words: int = 0,
     ) -> None:
         """Load the model.
 
@@ -245,6 +247,8 @@ class LlamaCppGenerator:
             seed: sampling seed, for reproducible answers.
             score_end: also give the end-of-utterance probability of the user's last
                 message (``last_end_probability``) from the answer's own prompt pass.
+            min_words: the answer may not end before this many words (its end tokens are
+                masked until then): a small model's "Boil an egg." becomes a sentence.
 
         Raises:
             ModelNotFound: no GGUF at ``model_path`` (or the default package is missing).
@@ -281,11 +285,13 @@ class LlamaCppGenerator:
         self.top_k = top_k
         self.repeat_penalty = repeat_penalty
         self.seed = seed
+        self.min_words = min_words
         self.chat_format = chat_format_from_template(
             self._llm.metadata.get("tokenizer.chat_template")
         )
         self._bos: list[int] = self._llm.tokenize(b"", add_bos=True, special=True)
         self._stop_ids = self._stop_tokens()
+        self._ending_ids = np.array(sorted(self._stop_ids | self._eog_tokens()), np.int64)
         self._end_ids = end_token_ids(self._llm, self.chat_format.turn_end) if score_end else None
         self._open_lengths: dict[tuple[str, str], int] = {}
         self.last_end_probability: float | None = None
@@ -406,12 +412,16 @@ class LlamaCppGenerator:
             repeat_penalty=self.repeat_penalty,
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        said = ""
         for _ in range(max_tokens):
+            if self.min_words and len(_WORDS.findall(said)) < self.min_words:
+                self._mask_endings()
             token = sampler.sample(llm._ctx, -1)
             if token in self._stop_ids or self._is_eog(token):
                 break
             text = decoder.decode(llm.detokenize([token], special=False))
             if text:
+                said += text
                 # Yield before evaluating the token: a consumer that closes the stream here
                 # stops decoding at once; the next turn's prefix match evaluates it if needed.
                 yield text
@@ -537,6 +547,15 @@ class LlamaCppGenerator:
         self._llm.reset()
         self._llm._ctx.kv_cache_clear()
         self._kv = _KvState(messages=[], lengths=[])
+
+    def _eog_tokens(self) -> set[int]:
+        """Every end-of-generation token of the vocabulary."""
+        return {t for t in range(self._llm.n_vocab()) if self._is_eog(t)}
+
+    def _mask_endings(self) -> None:
+        """Forbid the next token to end the answer (its logits in llama.cpp's buffer)."""
+        logits = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(self._llm.n_vocab(),))
+        logits[self._ending_ids] = -np.inf
 
     def _is_eog(self, token: int) -> bool:
         """End-of-generation token by the vocabulary (EOS, EOT, turn ends)."""

@@ -78,6 +78,7 @@ def cascade_stages(config: Config) -> CascadeStages:
                 top_p=m.llm.top_p,
                 seed=m.llm.seed,
                 score_end=m.eou.engine == "llm",
+                min_words=m.llm.min_words,
             )
     else:
         import os

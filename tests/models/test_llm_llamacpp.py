@@ -90,6 +90,22 @@ def test_question_gets_a_relevant_answer_streamed_in_pieces(llm: LlamaCppGenerat
     assert "<|im_end|>" not in answer and "<|im_start|>" not in answer
 
 
+def test_min_words_keeps_the_answer_from_ending_on_a_fragment(llm: LlamaCppGenerator) -> None:
+    goodbye = [SYSTEM, ChatMessage("user", "Thanks, bye.")]
+    llm.reset()
+    terse = "".join(llm.stream(goodbye, max_tokens=24))
+    assert 1 <= len(terse.split()) <= 3  # the 135M model's own answer: "Bye."
+    llm.min_words = 4
+    try:
+        llm.reset()
+        longer = "".join(llm.stream(goodbye, max_tokens=24))
+    finally:
+        llm.min_words = 0
+    assert len(longer.split()) >= 4
+    assert longer.startswith(terse.rstrip(".!"))  # the same answer, only not cut short
+    assert "<|im_end|>" not in longer
+
+
 def test_closing_the_stream_stops_decoding(llm: LlamaCppGenerator) -> None:
     question = [SYSTEM, ChatMessage("user", "Tell me a long story about a dragon.")]
     stream = llm.stream(question, max_tokens=100)
