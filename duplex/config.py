@@ -41,6 +41,11 @@ class EngineConfig:
     max_input_backlog_ms: int = 2000
     workers_per_session: int = 2
     output_lookahead_ms: int = 8000  # synthesis may run this far ahead of playback
+    # A session's lane jobs that compute at once (ASR final, LLM, TTS; partial transcripts
+    # are background work and not counted). 1: stages that each use every core take turns
+    # instead of thrashing two thread pools on 2 cores; the offline clock charges them the
+    # same way. 0: no limit (every lane as if on cores of its own).
+    parallel_jobs: int = 1
 
 
 @dataclass

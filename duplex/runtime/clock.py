@@ -9,10 +9,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
-from duplex.runtime.lanes import InlineLane, Lane, ThreadLane
+from duplex.runtime.lanes import CpuShare, InlineLane, Lane, ThreadLane
+
+if TYPE_CHECKING:
+    from duplex.models.base import LaneFactory
 
 
 class Clock(Protocol):
@@ -26,14 +31,24 @@ class Clock(Protocol):
         """Block until tick ``index`` is due; return how late it started (ms)."""
         ...
 
-    def make_lane(self, name: str, now_ms: callable, background: bool = False) -> Lane:  # type: ignore[valid-type]
+    def session_lanes(self, now_ms: Callable[[], float]) -> LaneFactory:
+        """The lane factory of one session (its lanes share that session's cores)."""
         ...
 
 
 class OfflineClock:
-    """As fast as the CPU allows; long work is charged to stream time."""
+    """As fast as the CPU allows; long work is charged to stream time.
+
+    ``parallel_jobs`` foreground lane jobs compute at once (``CpuShare``); 0 lets
+    every lane compute as if on cores of its own. Background lanes (partial
+    transcripts, at low priority in real time) never hold up the others. Each
+    session has a stream time of its own, so each has its own ``CpuShare``.
+    """
 
     realtime = False
+
+    def __init__(self, parallel_jobs: int = 1) -> None:
+        self.parallel_jobs = parallel_jobs
 
     def start(self) -> None:
         pass
@@ -41,17 +56,28 @@ class OfflineClock:
     def wait_for_tick(self, index: int, period_ms: float) -> float:
         return 0.0
 
-    def make_lane(self, name: str, now_ms, background: bool = False) -> Lane:  # noqa: ANN001
-        return InlineLane(name)
+    def session_lanes(self, now_ms: Callable[[], float]) -> LaneFactory:
+        cpu = CpuShare(self.parallel_jobs) if self.parallel_jobs > 0 else None
+
+        def make_lane(name: str, background: bool = False) -> Lane:
+            return InlineLane(name, None if background else cpu)
+
+        return make_lane
 
 
 class RealtimeClock:
-    """Ticks paced to the wall clock; long work on worker threads."""
+    """Ticks paced to the wall clock; long work on worker threads.
+
+    A session's foreground lanes step their jobs under one semaphore of
+    ``parallel_jobs`` slots (0: none), so two stages that each use every core take
+    turns instead of thrashing, just as the offline clock charges them.
+    """
 
     realtime = True
 
-    def __init__(self) -> None:
+    def __init__(self, parallel_jobs: int = 1) -> None:
         self._t0 = time.perf_counter()
+        self.parallel_jobs = parallel_jobs
 
     def start(self) -> None:
         self._t0 = time.perf_counter()
@@ -67,5 +93,10 @@ class RealtimeClock:
             return 0.0
         return -delay
 
-    def make_lane(self, name: str, now_ms, background: bool = False) -> Lane:  # noqa: ANN001
-        return ThreadLane(name, now_ms, background=background)
+    def session_lanes(self, now_ms: Callable[[], float]) -> LaneFactory:
+        cores = threading.BoundedSemaphore(self.parallel_jobs) if self.parallel_jobs > 0 else None
+
+        def make_lane(name: str, background: bool = False) -> Lane:
+            return ThreadLane(name, now_ms, background=background, cores=None if background else cores)
+
+        return make_lane

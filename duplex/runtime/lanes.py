@@ -10,6 +10,10 @@ jobs first-in first-out and hands their results back to the tick that polls it.
   polls, and each step's measured compute time is charged to the lane's own
   timeline, so a result is released only at the stream time it would have been
   ready in a real-time run. Offline runs are therefore fast but honest.
+  Foreground lanes also charge a ``CpuShare``: two jobs that would overlap in
+  stream time compute one after the other, as they do in a real-time run, where
+  a session's foreground lanes step under one semaphore (two stages that each
+  use every core, the ASR final and the LLM draft on 2 cores, take turns).
 
 Cancelling a job closes its generator: no further step is computed.
 """
@@ -110,11 +114,33 @@ class Lane(Protocol):
     def close(self) -> None: ...
 
 
+class CpuShare:
+    """The cores offline lanes share: at most ``slots`` jobs compute at the same stream time.
+
+    A step of ``used`` ms that could start at ``ready`` starts when a slot is free
+    and holds it until it ends. One slot models stages that each use every core;
+    without a ``CpuShare`` every lane computes as if on cores of its own.
+    """
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError(f"a CpuShare needs at least one slot, got {slots}")
+        self._free_at = [0.0] * slots
+
+    def run(self, ready_ms: float, used_ms: float) -> float:
+        """Place ``used_ms`` of compute that may start at ``ready_ms``; return when it ends."""
+        slot = min(range(len(self._free_at)), key=self._free_at.__getitem__)
+        end = max(ready_ms, self._free_at[slot]) + used_ms
+        self._free_at[slot] = end
+        return end
+
+
 class InlineLane:
     """Offline lane: steps jobs lazily, charging measured compute to its own timeline."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, cpu: CpuShare | None = None) -> None:
         self.name = name
+        self._cpu = cpu
         self._queue: collections.deque[Job] = collections.deque()
         self._pending: list[LaneResult] = []
         self.cursor_ms = 0.0
@@ -161,7 +187,10 @@ class InlineLane:
             used = 1000.0 * (time.perf_counter() - t0)
             _inline.ms = inline_compute_ms() + used
             job.compute_ms += used
-            self.cursor_ms += used
+            if self._cpu is not None:
+                self.cursor_ms = self._cpu.run(self.cursor_ms, used)
+            else:
+                self.cursor_ms += used
             if produced:
                 self._pending.append(LaneResult(job, item, self.cursor_ms, error))
         ready = [r for r in self._pending if r.ready_ms <= now_ms]
@@ -192,10 +221,18 @@ def _lower_thread_priority() -> None:
 class ThreadLane:
     """Real-time lane: a worker thread steps jobs as fast as they compute."""
 
-    def __init__(self, name: str, now_ms: Callable[[], float], *, background: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        now_ms: Callable[[], float],
+        *,
+        background: bool = False,
+        cores: threading.Semaphore | None = None,
+    ) -> None:
         self.name = name
         self._now_ms = now_ms
         self._background = background
+        self._cores = cores  # held while a step computes: shared with the session's other lanes
         self._queue: collections.deque[Job] = collections.deque()
         self._results: collections.deque[LaneResult] = collections.deque()
         self._cv = threading.Condition()
@@ -266,6 +303,8 @@ class ThreadLane:
             if not job.may_step():
                 time.sleep(0.01)
                 continue
+            if self._cores is not None:
+                self._cores.acquire()
             t0 = time.perf_counter()
             try:
                 produced, item = job.step()
@@ -274,6 +313,9 @@ class ThreadLane:
                 log.exception("job %s failed", job.name)
                 produced, item, error = True, None, exc
                 job.done = True
+            finally:
+                if self._cores is not None:
+                    self._cores.release()
             job.compute_ms += 1000.0 * (time.perf_counter() - t0)
             if produced:
                 with self._cv:

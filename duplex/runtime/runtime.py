@@ -40,7 +40,8 @@ class Runtime:
 
             model = build_model(config)
         self.model = model
-        self.clock = RealtimeClock() if clock == "realtime" else OfflineClock()
+        jobs = config.engine.parallel_jobs
+        self.clock = RealtimeClock(jobs) if clock == "realtime" else OfflineClock(jobs)
         self.engine = Engine(config, self.clock)
         self._ids = itertools.count(1)
         self.sessions: dict[str, Session] = {}
@@ -64,7 +65,7 @@ class Runtime:
         sid = session_id or f"s{next(self._ids)}-{uuid.uuid4().hex[:6]}"
         clock = self.clock
         now = getattr(clock, "now_ms", lambda: 0.0)
-        model_session = self.model.open_session(sid, lambda name, background=False: clock.make_lane(name, now, background))
+        model_session = self.model.open_session(sid, clock.session_lanes(now))
         session = Session(sid, self.config, model_session)
         self.sessions[sid] = session
         if self.realtime:
