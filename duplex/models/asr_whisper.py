@@ -270,7 +270,13 @@ def trim_repetition(text: str, *, min_copies: float = 1.5, min_short_copies: int
             copies = (n - start) / period
             if copies < (min_short_copies if period == 1 else min_copies):
                 continue
-            if all(keys[start + i] == keys[start + i % period] for i in range(period, n - start)):
+            # The length cap may cut the last copy mid-word ("Gart Gart Gart G").
+            last = n - start - 1
+            if all(
+                keys[start + i] == keys[start + i % period]
+                or (i == last and keys[start + i] and keys[start + i % period].startswith(keys[start + i]))
+                for i in range(period, n - start)
+            ):
                 return " ".join(words[: start + period])
     return text
 

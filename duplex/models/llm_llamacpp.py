@@ -118,7 +118,7 @@ def fit_context(
 
 
 _TRAILING = re.compile(r"[\s.?!,;:…\-—]+$")
-_WORDS = re.compile(r"\w+")
+_WORDS = re.compile(r"\w+(?:'\w+)*")  # "I'm" is one word
 _END_MARKS = {".", "?", "!", '."', '?"', '!"', "...", "…"}
 
 

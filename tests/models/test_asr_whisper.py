@@ -123,3 +123,7 @@ def test_decoding_loop_is_trimmed_but_short_repeats_survive() -> None:
     )
     assert trim_repetition("five five") == "five five"
     assert trim_repetition("I think it went well") == "I think it went well"
+    # A short "got it" heard as a loop the length cap cut mid-word: one word, not five.
+    assert trim_repetition("Gart Gart Gart Gart G") == "Gart"
+    assert trim_repetition("What is it? What is it? Wh") == "What is it?"
+    assert trim_repetition("Go on, good") == "Go on, good"  # "go" is not a cut-off "good"
