@@ -291,7 +291,7 @@ class LlamaCppGenerator:
         )
         self._bos: list[int] = self._llm.tokenize(b"", add_bos=True, special=True)
         self._stop_ids = self._stop_tokens()
-        self._ending_ids = np.array(sorted(self._stop_ids | self._eog_tokens()), np.int64)
+        self._ending_ids: np.ndarray | None = None  # found on first use: a scan of the vocabulary
         self._end_ids = end_token_ids(self._llm, self.chat_format.turn_end) if score_end else None
         self._open_lengths: dict[tuple[str, str], int] = {}
         self.last_end_probability: float | None = None
@@ -413,15 +413,19 @@ class LlamaCppGenerator:
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         said = ""
+        may_end = self.min_words <= 0
         for _ in range(max_tokens):
-            if self.min_words and len(_WORDS.findall(said)) < self.min_words:
-                self._mask_endings()
+            if not may_end:
+                may_end = len(_WORDS.findall(said)) >= self.min_words
+                if not may_end:
+                    self._mask_endings()
             token = sampler.sample(llm._ctx, -1)
             if token in self._stop_ids or self._is_eog(token):
                 break
             text = decoder.decode(llm.detokenize([token], special=False))
             if text:
-                said += text
+                if not may_end:
+                    said += text
                 # Yield before evaluating the token: a consumer that closes the stream here
                 # stops decoding at once; the next turn's prefix match evaluates it if needed.
                 yield text
@@ -548,13 +552,13 @@ class LlamaCppGenerator:
         self._llm._ctx.kv_cache_clear()
         self._kv = _KvState(messages=[], lengths=[])
 
-    def _eog_tokens(self) -> set[int]:
-        """Every end-of-generation token of the vocabulary."""
-        return {t for t in range(self._llm.n_vocab()) if self._is_eog(t)}
-
     def _mask_endings(self) -> None:
         """Forbid the next token to end the answer (its logits in llama.cpp's buffer)."""
-        logits = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(self._llm.n_vocab(),))
+        n_vocab = self._llm.n_vocab()
+        if self._ending_ids is None:
+            eog = {t for t in range(n_vocab) if self._is_eog(t)}
+            self._ending_ids = np.array(sorted(self._stop_ids | eog), np.int64)
+        logits = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(n_vocab,))
         logits[self._ending_ids] = -np.inf
 
     def _is_eog(self, token: int) -> bool:
