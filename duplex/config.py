@@ -77,6 +77,8 @@ class LlmConfig:
     seed: int = 7
     # An answer may not end before this many words (llama.cpp: its end tokens are masked).
     min_words: int = 0
+    # llama.cpp's DRY sampler over this answer and the earlier ones (0: off).
+    dry_multiplier: float = 0.0
     system_prompt: str = (
         "You are a friendly voice assistant. Answer in one or two short spoken sentences."
     )

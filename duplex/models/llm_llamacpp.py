@@ -128,6 +128,8 @@ def strip_final_punctuation(text: str) -> str:
 
 
 _end_ids_cache: dict[tuple[str, str], np.ndarray] = {}
+# Tokens of earlier answers the DRY sampler remembers (about the last three answers).
+_DRY_HISTORY_TOKENS = 256
 
 
 def end_token_ids(llm: Any, turn_end: str) -> np.ndarray:
@@ -233,6 +235,7 @@ class LlamaCppGenerator:
         seed: int = 0,
         score_end: bool = False,
         min_words: int = 0,
+        dry_multiplier: float = 0.0,
     ) -> None:
         """Load the model.
 
@@ -249,6 +252,10 @@ class LlamaCppGenerator:
                 message (``last_end_probability``) from the answer's own prompt pass.
             min_words: the answer may not end before this many words (its end tokens are
                 masked until then): a small model's "Boil an egg." becomes a sentence.
+            dry_multiplier: strength of llama.cpp's DRY sampler ("don't repeat yourself"),
+                which sees the agent's earlier answers in the prompt as well as this one:
+                a small model otherwise answers a new question with its previous answer,
+                word for word. 0 turns it off.
 
         Raises:
             ModelNotFound: no GGUF at ``model_path`` (or the default package is missing).
@@ -286,6 +293,7 @@ class LlamaCppGenerator:
         self.repeat_penalty = repeat_penalty
         self.seed = seed
         self.min_words = min_words
+        self.dry_multiplier = dry_multiplier
         self.chat_format = chat_format_from_template(
             self._llm.metadata.get("tokenizer.chat_template")
         )
@@ -404,13 +412,7 @@ class LlamaCppGenerator:
             raise BackendError(f"llama.cpp failed on the prompt: {exc}") from exc
         self._kv = _KvState(messages=list(kept), lengths=[len(s) for s in segments])
 
-        sampler = llm._init_sampler(
-            top_k=self.top_k,
-            top_p=self.top_p,
-            min_p=0.05,
-            temp=self.temperature,
-            repeat_penalty=self.repeat_penalty,
-        )
+        sampler = self._sampler([m.content for m in kept if m.role == "assistant"])
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         said = ""
         may_end = self.min_words <= 0
@@ -435,6 +437,34 @@ class LlamaCppGenerator:
         tail = decoder.decode(b"", final=True)
         if tail:
             yield tail
+
+    def _sampler(self, earlier_answers: list[str]) -> Any:
+        """The sampling chain of one answer: penalties, DRY, then top-k/top-p/min-p at the
+        temperature. The earlier answers' tokens are fed to it first (the last
+        ``_DRY_HISTORY_TOKENS``), so copying one of them is penalised like a loop."""
+        from llama_cpp import _internals
+
+        llm = self._llm
+        sampler = _internals.LlamaSampler()
+        sampler.add_penalties(llm.n_vocab(), 64, self.repeat_penalty, 0.0, 0.0)
+        if self.dry_multiplier > 0:
+            sampler.add_dry(llm._model, self.dry_multiplier, 1.75, 2, _DRY_HISTORY_TOKENS, ["\n", ":", '"', "*"])
+        if self.temperature <= 0:
+            sampler.add_greedy()
+        else:
+            sampler.add_top_k(self.top_k)
+            sampler.add_top_p(self.top_p, 1)
+            sampler.add_min_p(0.05, 1)
+            sampler.add_temp(self.temperature)
+            sampler.add_dist(self.seed)
+        if self.dry_multiplier > 0:
+            history: list[int] = []
+            for answer in earlier_answers:
+                history += llm.tokenize(answer.encode("utf-8"), add_bos=False, special=False)
+            history = history[-_DRY_HISTORY_TOKENS:]
+            for token in history:
+                sampler.accept(token)
+        return sampler
 
     def _segment(self, message: ChatMessage, *, generation_prompt: bool = False) -> list[int]:
         """Tokens of one message (or of the generation prompt), memoized."""

@@ -79,6 +79,7 @@ def cascade_stages(config: Config) -> CascadeStages:
                 seed=m.llm.seed,
                 score_end=m.eou.engine == "llm",
                 min_words=m.llm.min_words,
+                dry_multiplier=m.llm.dry_multiplier,
             )
     else:
         import os

@@ -106,6 +106,37 @@ def test_min_words_keeps_the_answer_from_ending_on_a_fragment(llm: LlamaCppGener
     assert "<|im_end|>" not in longer
 
 
+def _longest_shared_run(a: str, b: str) -> int:
+    """Length in words of the longest run of words ``a`` and ``b`` share."""
+    x, y = a.lower().split(), b.lower().split()
+    return max((k for i in range(len(x)) for j in range(len(y)) for k in range(1, min(len(x) - i, len(y) - j) + 1)
+                if x[i : i + k] == y[j : j + k]), default=0)
+
+
+def test_dry_keeps_the_answer_from_repeating_the_previous_one(llm: LlamaCppGenerator) -> None:
+    # A mis-heard follow-up. Without DRY the 135M model (greedy, min_words 4, this system
+    # prompt) says its previous answer again, word for word.
+    system = ChatMessage("system", "You are a friendly voice assistant. Answer in one or two short spoken sentences.")
+    previous = "The best way to introduce a new baby is by wearing a blind snake nursery it's —"
+    dialogue = [
+        system,
+        ChatMessage("user", "How do blind snake nephews?"),
+        ChatMessage("assistant", previous),
+        ChatMessage("user", "Your famous"),
+    ]
+    llm.dry_multiplier, llm.min_words = 0.8, 4
+    try:
+        llm.reset()
+        answer = "".join(llm.stream(dialogue, max_tokens=40))
+        llm.reset()
+        paris = "".join(llm.stream([system, ChatMessage("user", "What is the capital of France?")], max_tokens=30))
+    finally:
+        llm.dry_multiplier, llm.min_words = 0.0, 0
+    assert len(answer.split()) >= 4
+    assert _longest_shared_run(answer, previous) <= 4, answer
+    assert "paris" in paris.lower()  # a plain question still gets its plain answer
+
+
 def test_closing_the_stream_stops_decoding(llm: LlamaCppGenerator) -> None:
     question = [SYSTEM, ChatMessage("user", "Tell me a long story about a dragon.")]
     stream = llm.stream(question, max_tokens=100)
