@@ -30,7 +30,10 @@ def _collect(events: list[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"latency_ms": [e.latency_ms for e in starts]}
     for st in STAGES:
         out[st] = [e.breakdown_ms.get(st, float("nan")) for e in starts]
-    out["turns_taken"] = sum(1 for e in events if e.type == "turn.taken")
+    taken = [e for e in events if e.type == "turn.taken"]
+    out["turns_taken"] = len(taken)
+    # Why a turn was slow: a low end-of-turn score makes the agent wait a fragment's pause.
+    out["eot_score"] = [e.eot_score for e in taken]
     out["stalls"] = sum(1 for e in events if e.type == "stall")
     return out
 
@@ -67,12 +70,17 @@ def run_realtime(config, audio: np.ndarray) -> tuple[dict[str, Any], dict[str, A
 
 
 def _table(results: dict[str, Any]) -> str:
-    header = "| clock | turns | latency p50 | latency p95 | " + " | ".join(f"{s} p50" for s in STAGES) + " | tick RTF p99 (duplex) | stalls |"
+    header = (
+        "| clock | turns | latency p50 | latency p95 | over 800 ms | "
+        + " | ".join(f"{s} p50" for s in STAGES)
+        + " | tick RTF p99 (duplex) | stalls |"
+    )
     sep = "|" + "---|" * (header.count("|") - 1)
     rows = [header, sep]
     for clock, r in results.items():
         lat = percentiles(r["latency_ms"])
-        cells = [clock, f"{len(r['latency_ms'])}/{r['turns_taken']}", f"{lat['p50']:.0f}", f"{lat['p95']:.0f}"]
+        slow = sum(1 for v in r["latency_ms"] if v > 800)
+        cells = [clock, f"{len(r['latency_ms'])}/{r['turns_taken']}", f"{lat['p50']:.0f}", f"{lat['p95']:.0f}", str(slow)]
         for st in STAGES:
             cells.append(f"{np.nanmedian(r[st]):.0f}" if r[st] else "-")
         rtf = r["tick"]["tick_rtf_while_speaking"]["p99"]
@@ -103,6 +111,7 @@ def run_latency_bench(
             **{st: percentiles([v for v in r[st] if v == v]) for st in STAGES},
             "tick_rtf": r["tick"]["tick_rtf"],
             "tick_rtf_while_speaking": r["tick"]["tick_rtf_while_speaking"],
+            "over_800_ms": sum(1 for v in r["latency_ms"] if v > 800),
             "turns": len(spans),
             "responses": len(r["latency_ms"]),
             "stalls": r["stalls"],
