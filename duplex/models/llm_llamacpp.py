@@ -446,7 +446,7 @@ class LlamaCppGenerator:
 
         llm = self._llm
         sampler = _internals.LlamaSampler()
-        sampler.add_penalties(llm.n_vocab(), 64, self.repeat_penalty, 0.0, 0.0)
+        sampler.add_penalties(llm.n_vocab(), llm.last_n_tokens_size, self.repeat_penalty, 0.0, 0.0)
         if self.dry_multiplier > 0:
             sampler.add_dry(llm._model, self.dry_multiplier, 1.75, 2, _DRY_HISTORY_TOKENS, ["\n", ":", '"', "*"])
         if self.temperature <= 0:
@@ -458,11 +458,13 @@ class LlamaCppGenerator:
             sampler.add_temp(self.temperature)
             sampler.add_dist(self.seed)
         if self.dry_multiplier > 0:
+            # Newest answers first, only as many as the window holds, then fed oldest first.
             history: list[int] = []
-            for answer in earlier_answers:
-                history += llm.tokenize(answer.encode("utf-8"), add_bos=False, special=False)
-            history = history[-_DRY_HISTORY_TOKENS:]
-            for token in history:
+            for answer in reversed(earlier_answers):
+                if len(history) >= _DRY_HISTORY_TOKENS:
+                    break
+                history[:0] = llm.tokenize(answer.encode("utf-8"), add_bos=False, special=False)
+            for token in history[-_DRY_HISTORY_TOKENS:]:
                 sampler.accept(token)
         return sampler
 
