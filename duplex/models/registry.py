@@ -106,7 +106,9 @@ def cascade_stages(config: Config) -> CascadeStages:
     if m.eou.engine == "llamacpp":
         from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
 
-        eou_model = LlamaCppEndOfUtterance(m.eou.path or None, threads=m.eou.threads)
+        eou_model = LlamaCppEndOfUtterance(
+            m.eou.path or None, threads=m.eou.threads, system_prompt=m.eou.system_prompt
+        )
 
         def eou() -> LlamaCppEndOfUtterance:
             return eou_model

@@ -8,7 +8,10 @@ filler ("a flight to …", "and um") sounds cut off.
 
 from __future__ import annotations
 
+import math
 import re
+
+from duplex.config import TurnConfig
 
 # Words after which an English utterance is rarely complete.
 _CONTINUATION = frozenset(
@@ -52,7 +55,23 @@ def blend_end_of_turn(text: str, end_probability: float | None) -> float:
     lexical = end_of_turn_score(text)
     if end_probability is None:
         return lexical
-    import math
-
     semantic = min(1.0, max(0.0, (math.log10(max(end_probability, 1e-9)) + 2.5) / 2.0))
     return 0.75 * semantic + 0.25 * lexical
+
+
+def pause_needed_ms(score: float | None, cfg: TurnConfig) -> float:
+    """The silence the turn-taker waits for before answering a turn that scored ``score``.
+
+    None (no transcript scored yet) waits ``end_silence_ms``. Otherwise the pause
+    falls from ``max_end_silence_ms`` to ``min_end_silence_ms`` as the score crosses
+    ``eot_midpoint``: a logistic, not a line, so a finished question the small EOU
+    model is only moderately sure of (0.6-0.8; questions can always go on) does not
+    wait a second, while fragments (below ~0.3) keep nearly the whole pause.
+    """
+    if score is None:
+        return float(cfg.end_silence_ms)
+    lo, hi = cfg.min_end_silence_ms, cfg.max_end_silence_ms
+    if cfg.eot_width <= 0:
+        return float(lo if score >= cfg.eot_midpoint else hi)
+    unsure = 1.0 / (1.0 + math.exp((score - cfg.eot_midpoint) / cfg.eot_width))
+    return lo + unsure * (hi - lo)

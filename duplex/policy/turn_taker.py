@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -56,7 +55,7 @@ from duplex.models.actions import (
     Transcribe,
 )
 from duplex.models.base import AgentStatus, ListenSignals
-from duplex.policy.end_of_turn import blend_end_of_turn
+from duplex.policy.end_of_turn import blend_end_of_turn, pause_needed_ms
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +142,9 @@ def own_echo_share(text: str, recent_words: tuple[str, ...]) -> float:
 # A burst this short cannot hold more words than this rate allows (fast speech is
 # ~5 words/s); a longer transcript came from the context around it: echo or noise.
 _MAX_WORDS_PER_S = 8.0
+# A stretch reaching the user's level starts at most this long before its first loud
+# frame: time for a soft "what is" or "can you", not for a background talker's phrase.
+_SOFT_ONSET_MS = 500.0
 
 
 @dataclass
@@ -152,6 +154,7 @@ class _Speech:
     active: bool = False
     run_ms: float = 0.0  # consecutive speech-frame time not yet promoted to active
     run_start_ms: float = 0.0
+    run_loud_ms: float | None = None  # first frame of the run at the user's own level
     onset_ms: float = 0.0
     last_voice_ms: float = 0.0  # end of the last frame judged speech
     voiced_ms: float = 0.0  # voiced time in the current active stretch
@@ -252,29 +255,40 @@ class TurnTaker:
             events.append(StateChanged(t_ms, state.value, self.state.value, reason))
             self.state = state
 
-    def _update_speech(self, t_ms: float, prob: float, onset_ms: float) -> tuple[bool, bool]:
-        """Advance speech detection by one frame. Returns (started, stopped)."""
+    def _update_speech(
+        self, t_ms: float, prob: float, onset_ms: float, loud: bool = True
+    ) -> tuple[bool, bool]:
+        """Advance speech detection by one frame. Returns (started, stopped).
+
+        A run of speech frames becomes a stretch once it lasts ``onset_ms`` and one of
+        its frames is ``loud`` (at the user's level). The stretch then starts at the
+        run's first frame, at most ``_SOFT_ONSET_MS`` before that loud frame: a soft
+        "What is" before the stressed syllable is the user's, not background.
+        """
         s = self._speech
         frame_end = t_ms + self.frame_ms
         voiced = prob >= (self.turn.vad_release if s.active else self.turn.vad_threshold)
         started = stopped = False
-        self._frame_voiced = voiced
         if voiced:
             if s.run_ms == 0.0:
                 s.run_start_ms = t_ms
+                s.run_loud_ms = None
+            if loud and s.run_loud_ms is None:
+                s.run_loud_ms = t_ms
             s.run_ms += self.frame_ms
             s.last_voice_ms = frame_end
             if s.active:
                 s.voiced_ms += self.frame_ms
-            elif s.run_ms >= onset_ms:
+            elif s.run_ms >= onset_ms and s.run_loud_ms is not None:
                 s.active, started = True, True
-                s.onset_ms = s.run_start_ms
-                s.voiced_ms = s.run_ms
+                s.onset_ms = max(s.run_start_ms, s.run_loud_ms - _SOFT_ONSET_MS)
+                s.voiced_ms = frame_end - s.onset_ms
         else:
             s.run_ms = 0.0
             # Hangover of two frames keeps one weak frame from splitting a word.
             if s.active and frame_end - s.last_voice_ms >= 2 * self.frame_ms:
                 s.active, stopped = False, True
+        self._frame_voiced = voiced and s.active  # the user's level is learned from these
         return started, stopped
 
     @property
@@ -287,18 +301,7 @@ class TurnTaker:
 
     def _end_silence_needed(self) -> float:
         """Pause required before taking the turn, from the semantic end-of-turn score."""
-        score = self._user.eot_score
-        if score is None:
-            return float(self.turn.end_silence_ms)
-        cfg = self.turn
-        lo, hi = cfg.min_end_silence_ms, cfg.max_end_silence_ms
-        if cfg.eot_width <= 0:
-            return float(lo if score >= cfg.eot_midpoint else hi)
-        # Logistic, not linear: a finished question the small EOU model is only
-        # moderately sure of (0.6-0.8; questions can always go on) must not wait a
-        # second, while fragments (below ~0.3) keep nearly the whole max pause.
-        unsure = 1.0 / (1.0 + math.exp((score - cfg.eot_midpoint) / cfg.eot_width))
-        return lo + unsure * (hi - lo)
+        return pause_needed_ms(self._user.eot_score, self.turn)
 
     # ------------------------------------------------------------------ the tick
     def update(
@@ -321,11 +324,10 @@ class TurnTaker:
         if signals.echo_explained and self.state in (ConvState.SPEAKING, ConvState.PAUSED):
             prob = 0.0  # the agent hearing its own residual echo, not the user
         level_floor = self.background_floor_db()
-        if level_floor is not None and signals.energy_db < level_floor and not self._speech.active:
-            # Speech only *starts* at this user's level: far quieter talk is background.
-            # (Once started, a stretch follows the VAD alone, so soft syllables stay in.)
-            prob = 0.0
-        started, stopped = self._update_speech(t_ms, prob, onset)
+        # Speech only *starts* once it reaches this user's level: far quieter talk is
+        # background. Its soft first syllables still belong to it (see _update_speech).
+        loud = level_floor is None or signals.energy_db >= level_floor
+        started, stopped = self._update_speech(t_ms, prob, onset, loud)
         if self._frame_voiced:
             self._voiced_db.append(signals.energy_db)
 

@@ -20,6 +20,7 @@ def test_latency_bench_answers_every_question_and_breaks_the_latency_down(tmp_pa
     raw = saved["raw"]["offline"]
     assert summary["turns"] == 2 and summary["responses"] == 2  # both spoken questions answered
     assert len(raw["eot_score"]) == raw["turns_taken"] == 2
+    assert len(raw["user_text"]) == 2 and all(t.strip() for t in raw["user_text"])  # what was heard
     assert summary["over_800_ms"] == sum(1 for v in raw["latency_ms"] if v > 800)
     for latency, endpointing in zip(raw["latency_ms"], raw["endpointing"], strict=True):
         # Audio comes after the turn is taken, and the turn after some silence.

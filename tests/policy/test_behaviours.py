@@ -105,3 +105,37 @@ def test_own_echo_does_not_interrupt_or_answer_itself(runtime, tmp_path):
 def test_background_talk_while_speaking_does_not_interrupt(runtime, tmp_path):
     result = _run(runtime, tmp_path, "background-during")
     assert ("ignore", "pass") in _verdicts(result), result
+
+
+def test_a_later_turn_that_starts_softly_keeps_its_first_words():
+    # Once the user's level is known, quieter talk cannot start a turn; a soft
+    # "What is" before the stressed word must still be part of it (it was once cut).
+    # espeak-ng in a fresh process: the library keeps state that would change later tests' audio
+    from duplex.eval.generate import speak
+
+    # Short answers: the second question must come after the first answer, not over it.
+    runtime = Runtime.from_config("default", ["models.llm.max_tokens=16"], clock="offline")
+
+    first = speak("How many legs does a spider have?", "en-us+m3", 165)
+    second = speak("What is the capital of France?", "en-us+m3", 165)
+    soft = int(0.45 * SR)
+    second[:soft] *= 10 ** (-16 / 20)  # "What is", 16 dB below the rest
+    gap = np.zeros(7 * SR, np.float32)
+    audio = np.concatenate([gap[: SR // 2], first, gap, second, gap])
+    second_start_ms = 1000.0 * (SR // 2 + len(first) + len(gap)) / SR
+
+    events = []
+    try:
+        session = runtime.open_session("soft-start")
+        n = session.frame_samples
+        kinds = ("user.speech_started", "turn.taken", "barge_in")
+        for i in range(0, len(audio) - n + 1, n):
+            session.step(audio[i : i + n])
+            events += [e for e in session.channel.drain() if e.type in kinds]
+    finally:
+        runtime.close()
+    starts = [e.t_ms for e in events if e.type == "user.speech_started" and e.t_ms > second_start_ms - 500]
+    turns = [e.text for e in events if e.type == "turn.taken"]
+    assert starts and starts[0] - second_start_ms < 200, (starts, second_start_ms)
+    assert not [e for e in events if e.type == "barge_in"], "the second question overlapped the answer"
+    assert len(turns) == 2 and turns[1].lower().startswith("what"), turns

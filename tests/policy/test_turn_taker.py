@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from duplex.config import BargeInConfig, TurnConfig
 from duplex.models.actions import ResumeOutput, StopOutput, Transcribe
 from duplex.models.base import AgentStatus, ListenSignals
@@ -130,3 +132,34 @@ def test_a_fragment_waits_for_a_long_pause():
     # "Can you give me" (P(end) ~0.0001): the user is looking for the word.
     taken = _turn_taken_after_ms("Can you give me?", 0.0001)
     assert taken is None or taken > 2000
+
+
+def _speech_onsets(levels_db: list[float | None], user_level_db: float | None) -> list[float]:
+    """Onsets (ms) the turn-taker reports for frames of speech at ``levels_db``
+    (None: silence), for a user whose level it has learned as ``user_level_db``."""
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME)
+    tt._user_level_db = user_level_db
+    onsets = []
+    for i, level in enumerate(levels_db):
+        signals = ListenSignals(
+            vad_prob=0.0 if level is None else 0.9, energy_db=-70.0 if level is None else level
+        )
+        _, events = tt.update(i * FRAME, signals, AgentStatus())
+        onsets += [e.t_ms for e in events if e.type == "user.speech_started"]
+    return onsets
+
+
+def test_a_soft_start_belongs_to_the_users_turn():
+    # The user speaks at -20 dBFS; "what is" comes 14 dB softer before the stressed word.
+    soft_then_loud = [None] * 5 + [-34.0] * 10 + [-20.0] * 20 + [None] * 5
+    assert _speech_onsets(soft_then_loud, user_level_db=-20.0) == [5 * FRAME]
+    # Not further back than a soft word or two: a long quiet run is someone else's.
+    long_soft = [None] * 5 + [-34.0] * 40 + [-20.0] * 10 + [None] * 5
+    [onset] = _speech_onsets(long_soft, user_level_db=-20.0)
+    assert onset == pytest.approx(45 * FRAME - 500.0, abs=FRAME)
+
+
+def test_talk_far_below_the_users_level_never_starts_a_turn():
+    background = [None] * 5 + [-36.0] * 60 + [None] * 5
+    assert _speech_onsets(background, user_level_db=-20.0) == []
+    assert _speech_onsets(background, user_level_db=None) == [5 * FRAME]  # no level learned yet
