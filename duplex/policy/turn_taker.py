@@ -260,8 +260,8 @@ class TurnTaker:
     ) -> tuple[bool, bool]:
         """Advance speech detection by one frame. Returns (started, stopped).
 
-        A run of speech frames becomes a stretch once it lasts ``onset_ms`` and one of
-        its frames is ``loud`` (at the user's level). The stretch then starts at the
+        A run of speech frames becomes a stretch once it has lasted ``onset_ms`` since
+        its first ``loud`` frame (at the user's level). The stretch then starts at the
         run's first frame, at most ``_SOFT_ONSET_MS`` before that loud frame: a soft
         "What is" before the stressed syllable is the user's, not background.
         """
@@ -279,7 +279,7 @@ class TurnTaker:
             s.last_voice_ms = frame_end
             if s.active:
                 s.voiced_ms += self.frame_ms
-            elif s.run_ms >= onset_ms and s.run_loud_ms is not None:
+            elif s.run_loud_ms is not None and frame_end - s.run_loud_ms >= onset_ms:
                 s.active, started = True, True
                 s.onset_ms = max(s.run_start_ms, s.run_loud_ms - _SOFT_ONSET_MS)
                 s.voiced_ms = frame_end - s.onset_ms
