@@ -75,7 +75,8 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-_HUM = re.compile(r"^(?:h*m+h*m*|u+h*m+|m+h+m+|u+h+-?h+u+h+|a+h+|o+h+|h+m+)$")
+# Hums, and a laugh ("ha", "haha", "aha"): wordless sounds over the agent's speech.
+_HUM = re.compile(r"^(?:h*m+h*m*|u+h*m+|m+h+m+|u+h+-?h+u+h+|a+h+|o+h+|h+m+|a?(?:ha)+h?|(?:he){2,}h?)$")
 
 
 def _squash(word: str) -> str:
@@ -84,7 +85,7 @@ def _squash(word: str) -> str:
 
 
 def _is_hum(word: str) -> bool:
-    """A hum, also as the recognizer writes a held one: "mmm", "mm-m-m-m", "uh-huh"."""
+    """A hum, also as the recognizer writes a held one: "mmm", "mm-m-m-m", "uh-huh"; a laugh."""
     return bool(_HUM.match(word)) or all(_HUM.match(p) or p in ("m", "h") for p in word.split("-") if p)
 
 
@@ -97,8 +98,11 @@ _SOUNDS_LIKE = {
 
 def is_backchannel(text: str, vocabulary: list[str], max_words: int = 3) -> bool:
     """True when ``text`` is only short acknowledgements ("mhm", "yeah, right", "mmmm")."""
-    words = [_SOUNDS_LIKE.get(w, w) for w in (_squash(w) for w in words_of(text)) if not _is_hum(w)]
-    if words_of(text) and not words:
+    heard = words_of(text)
+    if len(heard) == 1 and len(heard[0]) == 1:
+        return True  # a lone letter: how the recognizer writes a short wordless sound ("B")
+    words = [_SOUNDS_LIKE.get(w, w) for w in (_squash(w) for w in heard) if not _is_hum(w)]
+    if heard and not words:
         return True  # only hums
     if not words or len(words) > max_words:
         return False

@@ -17,9 +17,12 @@ FRAME = 32.0
 
 def test_held_hums_as_the_recognizer_writes_them_are_backchannels():
     vocab = BargeInConfig().backchannel_words
-    for text in ["mm-m-m-m-m-", "Mmmm.", "uh-huh", "Mhm, yeah.", "i c", "K."]:
+    for text in ["mm-m-m-m-m-", "Mmmm.", "uh-huh", "Mhm, yeah.", "i c", "K.", "I see", "Okay, I see."]:
         assert is_backchannel(text, vocab), text
-    for text in ["wait", "stop it", "mm wait a second"]:
+    # A laugh, and a short "uh-huh" as Whisper sometimes writes it ("B", "ha"), are not words.
+    for text in ["Ha!", "haha", "Aha.", "hehe", "B"]:
+        assert is_backchannel(text, vocab), text
+    for text in ["wait", "stop it", "mm wait a second", "hey", "no", "hang on", "B, stop"]:
         assert not is_backchannel(text, vocab), text
 
 
