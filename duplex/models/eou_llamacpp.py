@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from duplex.config import EouConfig
 from duplex.errors import BackendError, ModelNotFound
 from duplex.models.llm_llamacpp import (
     default_model_path,
@@ -26,10 +27,6 @@ from duplex.models.llm_llamacpp import (
 )
 
 log = logging.getLogger(__name__)
-
-# What the model is told before the user's words: its probabilities follow it
-# (models/eou.md measures the choice).
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
 class LlamaCppEndOfUtterance:
@@ -46,7 +43,7 @@ class LlamaCppEndOfUtterance:
         *,
         threads: int = 1,
         n_ctx: int = 512,
-        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        system_prompt: str = EouConfig.system_prompt,
     ) -> None:
         path = Path(model_path) if model_path else default_model_path()
         if not path.is_file():
