@@ -109,6 +109,10 @@ class EouConfig:
     # The separate model's system prompt ("llamacpp"): its probabilities follow it
     # (models/eou.md measures the choice).
     system_prompt: str = "You are a helpful assistant."
+    # A linear head on the model's last hidden state, trained for finished turns
+    # (models/scripts/train_eou_head.py): "builtin" (shipped; applies to the default
+    # model and system prompt), a path to a head file, or "" for the model's P(end) alone.
+    head: str = "builtin"
 
 
 @dataclass
@@ -137,7 +141,7 @@ class TurnConfig:
     # The pause needed falls from max to min as the end-of-turn score crosses this
     # midpoint, over about +-2 widths (a logistic curve): fragments ("I need some
     # ideas for") score below ~0.3, finished questions above ~0.5.
-    eot_midpoint: float = 0.4
+    eot_midpoint: float = 0.48
     eot_width: float = 0.08
     preempt_silence_ms: int = 160
     min_turn_ms: int = 200

@@ -31,8 +31,9 @@ class ListenSignals:
         final_end_ms: stream time up to which ``final_text`` covers the audio.
         final_confidence: the recognizer's average token log-probability for the
             newly transcribed part of ``final_text`` (None when it gives none).
-        eot_score: a semantic end-of-utterance model's probability that ``final_text`` is
-            complete (0..1), if the model has one; the turn-taker blends it with lexical cues.
+        eot_score: a semantic end-of-utterance model's score that ``final_text`` is a
+            finished turn (0..1; 0.5 is unsure), if the model has one; the turn-taker
+            blends it with lexical cues (``policy/end_of_turn.py``).
         events: events the listen phase produced (transcripts), emitted before the tick's decisions.
         echo_explained: the frame's energy is explained by the agent's own residual echo
             (set by the runtime's echo guard, not by the model).

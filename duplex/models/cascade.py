@@ -54,6 +54,7 @@ from duplex.models.actions import (
 )
 from duplex.models.base import AgentStatus, LaneFactory, ListenSignals, SpeakResult
 from duplex.models.context import Dialogue
+from duplex.models.llm_llamacpp import semantic_end_score
 from duplex.models.spoken_text import spoken_pieces
 from duplex.models.stages import (
     SpeechRecognizer,
@@ -177,7 +178,7 @@ class CascadeStages:
     llm: Callable[[], TextGenerator]
     tts: Callable[[], SpeechSynthesizer]
     asr_partial: Callable[[], SpeechRecognizer] | None = None  # None: the same as ``asr``
-    eou: Callable[[], Any] | None = None  # end-of-utterance model: ``end_probability(text)``
+    eou: Callable[[], Any] | None = None  # end-of-utterance model: ``end_score(text)`` in 0..1
     # The LLM gives the end-of-utterance probability from its own prompt pass
     # (``last_end_probability``): the final waits for the draft's first token.
     eou_from_llm: bool = False
@@ -470,7 +471,7 @@ class CascadeSession:
             text = f"{head} {new}".strip()
             yield ("final", (text, heard.confidence, heard.compute_ms))
             if eou is not None and text:
-                yield ("eou", eou.end_probability(text))
+                yield ("eou", eou.end_score(text))
 
         self._final_job = self.listen_lane.submit("asr-final", job, t_ms + self.config.audio.frame_ms)
         if a.draft:
@@ -547,7 +548,7 @@ class CascadeSession:
             head = next(text_pieces, None)  # the prompt has been evaluated by now
             end_probability = getattr(llm, "last_end_probability", None)
             if end_probability is not None:
-                yield ("eou", end_probability)
+                yield ("eou", semantic_end_score(end_probability))
             source = itertools.chain([] if head is None else [head], text_pieces)
             first = True
             joined = False  # the previous clause stopped mid-sentence

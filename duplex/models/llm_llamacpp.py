@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import importlib.util
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -160,6 +161,17 @@ def last_token_end_probability(llm: Any, end_ids: np.ndarray) -> float:
     p = np.exp(logits - logits.max())
     p /= p.sum()
     return float(p[end_ids].sum())
+
+
+def semantic_end_score(end_probability: float) -> float:
+    """P(the sentence ends here) on the 0..1 end-of-turn scale the turn-taker blends.
+
+    Log scale (0.003 → 0, 0.1 → 0.75, 0.9 → 1): P(end) is reliable at telling a
+    cut-off phrase ("can you give me") from a finished one even where the
+    recognizer put a period or a question mark, but a finished question rarely
+    gets more than a few tenths (questions can always go on).
+    """
+    return min(1.0, max(0.0, (math.log10(max(end_probability, 1e-9)) + 2.5) / 2.0))
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,8 @@ def cascade_stages(config: Config) -> CascadeStages:
         from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
 
         eou_model = LlamaCppEndOfUtterance(
-            m.eou.path or None, threads=m.eou.threads, system_prompt=m.eou.system_prompt
+            m.eou.path or None, threads=m.eou.threads, system_prompt=m.eou.system_prompt,
+            head=m.eou.head,
         )
 
         def eou() -> LlamaCppEndOfUtterance:

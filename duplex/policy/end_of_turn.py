@@ -45,17 +45,12 @@ def end_of_turn_score(text: str) -> float:
     return 0.5
 
 
-def blend_end_of_turn(text: str, end_probability: float | None) -> float:
-    """Blend a semantic end-of-utterance probability with the lexical score.
-
-    The model's probability is mapped on a log scale (0.003 → 0, 0.1 → 0.75,
-    0.9 → 1): it is reliable at telling a cut-off phrase ("can you give me") from
-    a finished one even where the recognizer put a period or a question mark.
-    """
+def blend_end_of_turn(text: str, semantic: float | None) -> float:
+    """Blend a semantic end-of-turn score (0..1, from an end-of-utterance model) with
+    the lexical score of ``text``; the lexical score alone where there is none."""
     lexical = end_of_turn_score(text)
-    if end_probability is None:
+    if semantic is None:
         return lexical
-    semantic = min(1.0, max(0.0, (math.log10(max(end_probability, 1e-9)) + 2.5) / 2.0))
     return 0.75 * semantic + 0.25 * lexical
 
 

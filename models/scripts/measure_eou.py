@@ -89,7 +89,7 @@ class Scored:
     sentence: str
     voice: str
     text: str
-    probability: float | None
+    semantic: float | None  # the EOU model's end_score
     score: float
     pause_ms: float
 
@@ -131,6 +131,7 @@ def main() -> None:
             cfg.models.eou.path or None,
             threads=cfg.models.eou.threads,
             system_prompt=cfg.models.eou.system_prompt,
+            head=cfg.models.eou.head,
         )
     elif cfg.models.eou.engine != "lexical":
         parser.error("models.eou.engine must be llamacpp or lexical here")
@@ -147,7 +148,7 @@ def main() -> None:
                     silence = np.zeros(3200, np.float32)
                     audio = np.concatenate([silence, speak(sentence, voice), silence])
                     text = asr.transcribe(audio).text
-                    p = eou.end_probability(text) if eou is not None and text else None
+                    p = eou.end_score(text) if eou is not None and text else None
                     score = blend_end_of_turn(text, p)
                     pause = pause_needed_ms(score, cfg.turn)
                     rows.append(Scored(name, kind, sentence, voice, text, p, score, pause))
@@ -172,10 +173,10 @@ def main() -> None:
             f"| {cut}/{len(frag)} ({cut / len(frag):.0%}) |"
         )
     if args.verbose:
-        print("\nMisses (pause, score, P(end), transcript):")
+        print("\nMisses (pause, blended score, EOU score, transcript):")
         for r in rows:
             if (r.kind == "finished") == (r.pause_ms > SLOW_MS):
-                p = "-" if r.probability is None else f"{r.probability:.4f}"
+                p = "-" if r.semantic is None else f"{r.semantic:.4f}"
                 print(f"- {r.set} {r.kind} {r.voice}: {r.pause_ms:.0f} ms, {r.score:.2f}, {p}, {r.text!r}")
     if args.out:
         args.out.write_text(json.dumps([r.__dict__ for r in rows], indent=1))

@@ -104,9 +104,9 @@ def test_a_short_transcript_the_recognizer_is_unsure_of_does_not_stop_the_agent(
     assert any(isinstance(a, StopOutput) for a in sure)
 
 
-def _turn_taken_after_ms(text: str, eot_probability: float) -> float | None:
+def _turn_taken_after_ms(text: str, eot_score: float) -> float | None:
     """The user speaks 1 s and stops; the final ``text`` comes back with the EOU
-    model's ``eot_probability``. Silence (ms) after which the turn is taken."""
+    model's ``eot_score`` (0..1). Silence (ms) after which the turn is taken."""
     tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME)
     agent = AgentStatus()
     requested = None
@@ -114,7 +114,7 @@ def _turn_taken_after_ms(text: str, eot_probability: float) -> float | None:
     for i in range(120):
         voiced = 3 <= i < 34
         final = text if requested is not None and i == requested[1] + 4 else None
-        signals = _heard(voiced, final, requested, eot_score=eot_probability)
+        signals = _heard(voiced, final, requested, eot_score=eot_score)
         actions, events = tt.update(t, signals, agent)
         for a in actions:
             if isinstance(a, Transcribe) and requested is None:
@@ -126,14 +126,14 @@ def _turn_taken_after_ms(text: str, eot_probability: float) -> float | None:
 
 
 def test_a_finished_question_the_eou_model_is_unsure_of_is_answered_at_a_short_pause():
-    # SmolLM2 gives "How far away is the moon" P(end) ~0.08: a question can always go on.
-    taken = _turn_taken_after_ms("How far away is the moon?", 0.08)
+    # An EOU model only half sure (0.5): a question can always go on.
+    taken = _turn_taken_after_ms("How far away is the moon?", 0.5)
     assert taken is not None and taken < 500
 
 
 def test_a_fragment_waits_for_a_long_pause():
-    # "Can you give me" (P(end) ~0.0001): the user is looking for the word.
-    taken = _turn_taken_after_ms("Can you give me?", 0.0001)
+    # "Can you give me" (an EOU score near 0): the user is looking for the word.
+    taken = _turn_taken_after_ms("Can you give me?", 0.02)
     assert taken is None or taken > 2000
 
 

@@ -196,7 +196,9 @@ class CodecLMSession:
             echo_db=self._echo_db,
             final_text=final_text,
             final_end_ms=final_end,
-            eot_score=0.5 if final_text else None,  # no words to judge: neutral
+            # No words to judge: scored as finished, so the VAD pause alone (the shortest one
+            # the turn-taker allows) ends the turn, as the codec LM always has.
+            eot_score=1.0 if final_text else None,
         )
 
     # ------------------------------------------------------------------ act
