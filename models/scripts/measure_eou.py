@@ -89,6 +89,7 @@ class Scored:
     sentence: str
     voice: str
     text: str
+    confidence: float | None  # the recognizer's mean token log-probability
     semantic: float | None  # the EOU model's end_score
     score: float
     pause_ms: float
@@ -147,11 +148,12 @@ def main() -> None:
                 for voice in VOICES:
                     silence = np.zeros(3200, np.float32)
                     audio = np.concatenate([silence, speak(sentence, voice), silence])
-                    text = asr.transcribe(audio).text
+                    heard = asr.transcribe(audio)
+                    text = heard.text
                     p = eou.end_score(text) if eou is not None and text else None
                     score = blend_end_of_turn(text, p)
                     pause = pause_needed_ms(score, cfg.turn)
-                    rows.append(Scored(name, kind, sentence, voice, text, p, score, pause))
+                    rows.append(Scored(name, kind, sentence, voice, text, heard.confidence, p, score, pause))
 
     print(f"profile {args.config} {' '.join(args.set)}; {len(VOICES)} espeak-ng voices\n")
     print(
