@@ -33,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import re
@@ -261,7 +262,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     head.save(args.out)
     eou.close()
-    print(f"wrote {args.out} ({args.out.stat().st_size} bytes), L2 {best:g}")
+    digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, sha256 {digest}), L2 {best:g}")
+    print("the built-in head's manifest (models/eou-head.toml) lists its size and sha256")
 
 
 if __name__ == "__main__":
