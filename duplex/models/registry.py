@@ -5,12 +5,16 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from duplex.config import Config
 from duplex.errors import ConfigError
 from duplex.models.base import DuplexModel
 from duplex.models.cascade import CascadeModel, CascadeStages
-from duplex.models.stages import SpeechSynthesizer
+from duplex.models.stages import SpeechRecognizer, SpeechSynthesizer
+
+if TYPE_CHECKING:
+    from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,26 @@ def build_model(config: Config) -> DuplexModel:
     raise ConfigError(f"models.kind = {kind!r} is not a known model")
 
 
+def final_recognizer(config: Config) -> SpeechRecognizer:
+    """The recognizer of the cascade's finals, as the profile sets it up."""
+    from duplex.models.asr_whisper import WhisperRecognizer
+
+    m = config.models
+    return WhisperRecognizer(m.asr.path or None, threads=m.asr.threads, beam_size=m.asr.beam_size)
+
+
+def end_of_utterance_model(config: Config) -> LlamaCppEndOfUtterance | None:
+    """The separate end-of-utterance model (``models.eou.engine = "llamacpp"``), else None."""
+    m = config.models
+    if m.eou.engine != "llamacpp":
+        return None
+    from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
+
+    return LlamaCppEndOfUtterance(
+        m.eou.path or None, threads=m.eou.threads, system_prompt=m.eou.system_prompt, head=m.eou.head
+    )
+
+
 def cascade_stages(config: Config) -> CascadeStages:
     """Real stage backends for the cascade. Shared stages are loaded once, eagerly,
     so a missing model fails at start-up, not mid-conversation."""
@@ -49,7 +73,7 @@ def cascade_stages(config: Config) -> CascadeStages:
 
     from duplex.models.asr_whisper import WhisperRecognizer
 
-    asr = WhisperRecognizer(m.asr.path or None, threads=m.asr.threads, beam_size=m.asr.beam_size)
+    asr = final_recognizer(config)
     # Partials get their own instance (one thread): a final never queues behind one.
     asr_partial = WhisperRecognizer(m.asr.path or None, threads=1, beam_size=1) if m.asr.partial_interval_ms > 0 else asr
 
@@ -103,13 +127,8 @@ def cascade_stages(config: Config) -> CascadeStages:
         return first_tts.pop() if first_tts else tts_factory()
 
     eou = None
-    if m.eou.engine == "llamacpp":
-        from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
-
-        eou_model = LlamaCppEndOfUtterance(
-            m.eou.path or None, threads=m.eou.threads, system_prompt=m.eou.system_prompt,
-            head=m.eou.head,
-        )
+    eou_model = end_of_utterance_model(config)
+    if eou_model is not None:
 
         def eou() -> LlamaCppEndOfUtterance:
             return eou_model

@@ -119,23 +119,14 @@ def main() -> None:
     from duplex.bench.speech import speak
     from duplex.config import load_config
     from duplex.eval.generate import PAUSED, QUESTIONS
-    from duplex.models.asr_whisper import WhisperRecognizer
+    from duplex.models.registry import end_of_utterance_model, final_recognizer
     from duplex.policy.end_of_turn import blend_end_of_turn, pause_needed_ms
 
     cfg = load_config(args.config, overrides=args.set)
-    asr = WhisperRecognizer(cfg.models.asr.path or None, threads=cfg.models.asr.threads)
-    eou = None
-    if cfg.models.eou.engine == "llamacpp":
-        from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
-
-        eou = LlamaCppEndOfUtterance(
-            cfg.models.eou.path or None,
-            threads=cfg.models.eou.threads,
-            system_prompt=cfg.models.eou.system_prompt,
-            head=cfg.models.eou.head,
-        )
-    elif cfg.models.eou.engine != "lexical":
+    if cfg.models.eou.engine not in ("llamacpp", "lexical"):
         parser.error("models.eou.engine must be llamacpp or lexical here")
+    asr = final_recognizer(cfg)
+    eou = end_of_utterance_model(cfg)
 
     sets = {
         "eval": (QUESTIONS, [first for first, _ in PAUSED]),
