@@ -10,7 +10,7 @@ user's words as the start of a chat message. Two readings of that one pass:
 * a linear head on the last token's hidden state (and that log-probability),
   trained on finished conversational turns against their prefixes
   (``models/scripts/train_eou_head.py``; ships as ``duplex/data/eou_head.npz``,
-  7 KB). It is the default: the same idea as LiveKit's turn detector, without
+  4 KB). It is the default: the same idea as LiveKit's turn detector, without
   fine-tuning the model. models/eou.md measures both.
 
 ``end_score`` returns a score in [0, 1] on one scale for both; the policy layer

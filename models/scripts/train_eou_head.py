@@ -103,12 +103,13 @@ def heard(texts: list[str], cache: Path, seed: int = 0) -> dict[str, str]:
     import json
 
     from duplex.bench.speech import speak
-    from duplex.models.asr_whisper import WhisperRecognizer
+    from duplex.config import load_config
+    from duplex.models.registry import final_recognizer
 
     done: dict[str, str] = json.loads(cache.read_text()) if cache.is_file() else {}
     todo = [t for t in dict.fromkeys(texts) if t not in done]
     if todo:
-        asr = WhisperRecognizer(None, threads=2)
+        asr = final_recognizer(load_config("default"))
         rng = random.Random(seed)
         pad = np.zeros(3200, np.float32)
         t0 = time.perf_counter()
@@ -150,9 +151,10 @@ def predict(x: np.ndarray, weight: np.ndarray, bias: float) -> np.ndarray:
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Probability that a finished turn outscores an unfinished one (ties count half)."""
-    pos, neg = scores[labels > 0.5][:, None], scores[labels < 0.5][None, :]
-    return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+    """measure_eou.py's AUC (a finished turn outscores an unfinished one) of labelled scores."""
+    from models.scripts.measure_eou import auc as auc_of
+
+    return auc_of(list(scores[labels > 0.5]), list(scores[labels < 0.5]))
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: float, folds: int = 5) -> np.ndarray:
@@ -169,17 +171,21 @@ def balanced_midpoint(texts: list[str], head_scores: np.ndarray, y: np.ndarray) 
     """The ``turn.eot_midpoint`` at which, on these examples, as many finished turns wait
     over a second as unfinished ones are answered within it (blended as the turn-taker
     blends, with the default ``turn.eot_width``)."""
-    from duplex.config import TurnConfig
-    from duplex.policy.end_of_turn import blend_end_of_turn
+    from dataclasses import replace
 
-    blended = np.array([blend_end_of_turn(t, s) for t, s in zip(texts, head_scores, strict=True)])
-    grid = np.linspace(0.05, 0.95, 181)
-    gap = [abs(np.mean(blended[y > 0.5] < t) - np.mean(blended[y < 0.5] >= t)) for t in grid]
-    threshold = float(grid[int(np.argmin(gap))])
-    cfg = TurnConfig()
-    # pause_needed_ms is 1 s where the score is this far above the midpoint.
-    unsure = (1000.0 - cfg.min_end_silence_ms) / (cfg.max_end_silence_ms - cfg.min_end_silence_ms)
-    return threshold - cfg.eot_width * float(np.log(1.0 / unsure - 1.0))
+    from duplex.config import TurnConfig
+    from duplex.policy.end_of_turn import blend_end_of_turn, pause_needed_ms
+    from models.scripts.measure_eou import SLOW_MS
+
+    blended = [blend_end_of_turn(t, s) for t, s in zip(texts, head_scores, strict=True)]
+    finished = y > 0.5
+
+    def gap(midpoint: float) -> float:
+        cfg = replace(TurnConfig(), eot_midpoint=midpoint)
+        slow = np.array([pause_needed_ms(b, cfg) > SLOW_MS for b in blended])
+        return abs(float(np.mean(slow[finished])) - float(np.mean(~slow[~finished])))
+
+    return float(min(np.linspace(0.05, 0.95, 181), key=gap))
 
 
 def unseen_sentences() -> set[str]:
