@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from duplex.bench.speech import USER_VOICES
 from duplex.errors import DuplexError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -78,6 +79,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         turns=args.turns,
         clocks=args.clock,
         out=Path(args.out) if args.out else None,
+        user_voice=args.user_voice,
     )
     print(report["table"])
     if args.out:
@@ -214,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("latency", help="end of user speech → first agent audio, per stage")
     b.add_argument("--turns", type=int, default=20, help="spoken questions per clock")
     b.add_argument("--clock", action="append", choices=["offline", "realtime"], help="clock(s) to measure (default both)")
+    b.add_argument(
+        "--user-voice", choices=USER_VOICES, default="espeak",
+        help="who speaks the questions: four espeak-ng voices (default; hard for the recognizer) "
+        "or the packaged Piper voice at three rates",
+    )
     b.add_argument("--out", default=None, help="write the JSON results here")
     _add_config_args(b)
     b.set_defaults(func=_cmd_bench)

@@ -25,6 +25,7 @@ from duplex.runtime.runtime import Runtime
 STAGES = ["endpointing", "asr_final", "llm_ttft", "llm_first_clause", "tts_first_chunk"]
 # The issue's p95 bound: turns slower than this are counted on their own.
 SLOW_MS = 800.0
+_CONTEXT_MS = 3000.0
 
 
 def _slow_turns(latencies: list[float]) -> int:
@@ -42,6 +43,20 @@ def _collect(events: list[Any]) -> dict[str, Any]:
     out["eot_score"] = [e.eot_score for e in taken]
     out["user_text"] = [e.text for e in taken]
     out["stalls"] = sum(1 for e in events if e.type == "stall")
+    # Each slow answer with the events of the 3 s before its end of speech and after:
+    # why it was slow (a fragment's pause, a barge-in, a late transcript) without a rerun.
+    out["slow_turns"] = [
+        {
+            "latency_ms": e.latency_ms,
+            "events": [
+                x.to_dict()
+                for x in events
+                if e.t_ms - e.latency_ms - _CONTEXT_MS <= x.t_ms <= e.t_ms and x.type != "agent.text.delta"
+            ],
+        }
+        for e in starts
+        if e.latency_ms > SLOW_MS
+    ]
     return out
 
 
@@ -93,6 +108,14 @@ def _table(results: dict[str, Any]) -> str:
         rtf = r["tick"]["tick_rtf_while_speaking"]["p99"]
         cells += [f"{rtf:.3f}", str(r["stalls"])]
         rows.append("| " + " | ".join(cells) + " |")
+    slow_lines = []
+    for clock, r in results.items():
+        for slow in r["slow_turns"]:
+            taken = [e for e in slow["events"] if e["type"] == "turn.taken"]
+            why = f"heard {taken[-1]['text']!r}, end-of-turn score {taken[-1]['eot_score']:.2f}" if taken else "no turn taken"
+            slow_lines.append(f"- {clock}: {slow['latency_ms']:.0f} ms, {why}")
+    if slow_lines:
+        rows += ["", f"answers over {SLOW_MS:.0f} ms:", *slow_lines]
     return "\n".join(rows)
 
 
@@ -102,10 +125,14 @@ def run_latency_bench(
     turns: int = 20,
     clocks: list[str] | None = None,
     out: Path | None = None,
+    user_voice: str = "espeak",
 ) -> dict[str, Any]:
-    """Run the benchmark and return {"table": markdown, "results": {...}}."""
+    """Run the benchmark and return {"table": markdown, "results": {...}}.
+
+    ``user_voice`` speaks the questions (``duplex.bench.speech.USER_VOICES``).
+    """
     config = load_config(config_name, overrides)
-    audio, spans = conversation(turns, rate=config.audio.input_sample_rate)
+    audio, spans = conversation(turns, rate=config.audio.input_sample_rate, user_voice=user_voice)
     results: dict[str, Any] = {}
     for clock in clocks or ["offline", "realtime"]:
         runner = run_offline if clock == "offline" else run_realtime
@@ -125,7 +152,7 @@ def run_latency_bench(
         }
         for clock, r in results.items()
     }
-    report = {"table": _table(results), "summary": summary, "raw": {c: {k: v for k, v in r.items() if k != "tick"} for c, r in results.items()}, "config": config.name}
+    report = {"table": _table(results), "summary": summary, "raw": {c: {k: v for k, v in r.items() if k != "tick"} for c, r in results.items()}, "config": config.name, "user_voice": user_voice}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
