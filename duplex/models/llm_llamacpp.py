@@ -344,7 +344,7 @@ class LlamaCppGenerator:
         budget = self.n_ctx - max_tokens - CONTEXT_MARGIN_TOKENS - len(self._bos)
         budget -= len(self._segment(ChatMessage("assistant", ""), generation_prompt=True))
         kept = fit_context(messages, lambda m: len(self._segment(m)), budget)
-        kept = self._clip_last(kept, budget)
+        kept = self._clip_last(self._without_readmitted(kept), budget)
         return self._generate(kept, max_tokens)
 
     def prefill(self, messages: Sequence[ChatMessage]) -> int:
@@ -361,7 +361,7 @@ class LlamaCppGenerator:
             return 0
         self._turn += 1
         budget = self.n_ctx - 64 - CONTEXT_MARGIN_TOKENS - len(self._bos)
-        kept = fit_context(messages, lambda m: len(self._segment(m)), budget)
+        kept = self._without_readmitted(fit_context(messages, lambda m: len(self._segment(m)), budget))
         head, last = kept[:-1], kept[-1]
         segments = [self._segment(m) for m in head]
         text = self.chat_format.render(last)
@@ -517,6 +517,26 @@ class LlamaCppGenerator:
         clipped = self._llm.detokenize(content_tokens[len(content_tokens) - keep :])
         log.warning("last message clipped to its last %d tokens to fit the context", keep)
         return kept[:-1] + [ChatMessage(last.role, clipped.decode("utf-8", errors="ignore"))]
+
+    def _without_readmitted(self, kept: list[ChatMessage]) -> list[ChatMessage]:
+        """``kept`` without the messages the cache has already evicted.
+
+        The window's oldest edge moves with the last message's length: a final transcript
+        shorter than the partial that was prefilled leaves room for a message the partial
+        pushed out. Taken back, it sits where the cache no longer has it, so everything
+        after the sinks would be evaluated again (590 tokens, ~3 s on 2 cores, seen at turn
+        28 of the latency bench). Once out, a message stays out.
+        """
+        old = self._kv.messages
+        i = 0
+        while i < min(len(old), len(kept)) and old[i] == kept[i]:
+            i += 1
+        if i == len(old) or i == len(kept) or old[i] not in kept[i + 1 :]:
+            return kept
+        r = kept.index(old[i], i + 1)
+        if any(m in old[i:] for m in kept[i:r]):
+            return kept
+        return kept[:i] + kept[r:]
 
     def _drop_evicted_span(self, kept: list[ChatMessage]) -> None:
         """Remove messages that fell out of the window from the KV cache, shifting the rest.

@@ -182,6 +182,19 @@ def test_long_conversation_stays_in_context_and_reuses_cache(llm: LlamaCppGenera
     assert max(evals) < 40, evals
 
 
+def test_a_final_shorter_than_its_partial_does_not_bring_an_evicted_message_back(llm: LlamaCppGenerator) -> None:
+    # A full window: a long partial pushes the oldest exchange out of the cache; the final,
+    # shorter, would leave room for it again. Re-admitting it would make the cache, which
+    # no longer holds it, evaluate everything after the sinks once more.
+    history = _history(25)
+    "".join(llm.stream(history + [ChatMessage("user", "What is two plus two?")], max_tokens=8))
+    partial = "tell me a fun fact and i am out art of buses tell me about the " * 2
+    llm.prefill(history + [ChatMessage("user", partial)])
+    answer = "".join(llm.stream(history + [ChatMessage("user", "Tell me a fun fact.")], max_tokens=8))
+    assert answer.strip()
+    assert llm.last_prompt_eval_tokens < 40, llm.last_prompt_eval_tokens
+
+
 def test_prefill_of_a_partial_transcript_leaves_only_the_tail_to_evaluate(llm: LlamaCppGenerator) -> None:
     llm.reset()
     system = ChatMessage("system", "You are a helpful voice assistant.")
