@@ -61,6 +61,16 @@ class AsrConfig:
     path: str = ""
     threads: int = 1
     beam_size: int = 1
+    # A second look at a final that reads as unfinished (end-of-turn score below
+    # rescore_below, so the turn-taker would wait >= ~0.85 s anyway): the recognizer's
+    # n best readings, re-ranked by the end-of-utterance LLM (models.eou.engine =
+    # "llamacpp"): recognizer log-prob + lm_weight x LM log-prob. A mis-heard question
+    # ("What is the capital and friends?") then gets its answer without a fragment's
+    # pause (duplex/models/asr_rescore.py; models/asr.md). rescore_below 1.0: every
+    # final (fewer word errors, ~60 ms slower); n_best 1 or lm_weight 0: off.
+    n_best: int = 4
+    lm_weight: float = 0.2
+    rescore_below: float = 0.56
     partial_interval_ms: int = 480
     max_utterance_s: float = 28.0
 

@@ -86,6 +86,8 @@ class WhisperRecognizer:
             ``config.json``, ``tokenizer.json``); None uses the packaged tiny.en.
         threads: CPU threads for one decode (CTranslate2 ``intra_threads``).
         beam_size: 1 is greedy decoding (fastest); larger beams trade time for accuracy.
+        n_best: readings to return in ``Transcript.hypotheses`` (beam search over at
+            least that many); 1 returns only the best.
         language: spoken language; an English-only model accepts only ``"en"``.
         full_window: pad every input to Whisper's 30 s window as the reference
             pipeline does (slower; kept for measurement).
@@ -106,6 +108,7 @@ class WhisperRecognizer:
         *,
         threads: int = 1,
         beam_size: int = 1,
+        n_best: int = 1,
         language: str = "en",
         full_window: bool = False,
         min_window_s: int = 0,
@@ -115,6 +118,8 @@ class WhisperRecognizer:
             raise ConfigError(f"threads must be >= 1, got {threads}")
         if beam_size < 1:
             raise ConfigError(f"beam_size must be >= 1, got {beam_size}")
+        if n_best < 1:
+            raise ConfigError(f"n_best must be >= 1, got {n_best}")
         path = Path(model_path) if model_path is not None else packaged_model_path()
         for needed in (_WEIGHT_FILE, "config.json", "tokenizer.json"):
             if not (path / needed).is_file():
@@ -144,6 +149,7 @@ class WhisperRecognizer:
         self._features = FeatureExtractor(feature_size=self._model.n_mels)
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         self._beam_size = beam_size
+        self._n_best = n_best
         self._full_window = full_window
         self._min_window_s = min_window_s
         self._guards = guards or DecodeGuards()
@@ -157,13 +163,14 @@ class WhisperRecognizer:
             "30s" if full_window else "fit",
         )
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, n_best: int | None = None) -> Transcript:
         """Transcribe mono float32 audio at 16 kHz.
 
         Audio longer than 30 s is decoded in consecutive 30 s windows.
 
         Args:
             audio: 1-D float32 samples in [-1, 1] at :attr:`sample_rate`.
+            n_best: readings to return for this call (None: the constructor's).
 
         Returns:
             The text (empty for silence, noise or an empty array) and the compute time.
@@ -176,18 +183,20 @@ class WhisperRecognizer:
         if not self._has_speech_energy(audio):
             return Transcript(text="", compute_ms=(time.perf_counter() - start) * 1000.0)
         window = _MAX_WINDOW_S * SAMPLE_RATE
-        pieces: list[tuple[str, float]] = []
+        pieces: list[tuple[str, float, tuple[tuple[str, float], ...]]] = []
         with self._lock:
             for offset in range(0, len(audio), window):
                 piece = audio[offset : offset + window]
                 if self._has_speech_energy(piece):
-                    pieces.append(self._decode_window(piece))
-        text = " ".join(p for p, _ in pieces if p)
-        scores = [s for p, s in pieces if p]
+                    pieces.append(self._decode_window(piece, n_best or self._n_best))
+        text = " ".join(p for p, _, _ in pieces if p)
+        scores = [s for p, s, _ in pieces if p]
         return Transcript(
             text=text,
             compute_ms=(time.perf_counter() - start) * 1000.0,
             confidence=min(scores) if scores else None,
+            # Readings of a single window only: n-best of a long input would multiply.
+            hypotheses=pieces[0][2] if len(pieces) == 1 and pieces[0][0] else (),
         )
 
     def _has_speech_energy(self, audio: np.ndarray) -> bool:
@@ -200,8 +209,9 @@ class WhisperRecognizer:
         rms = np.sqrt(np.mean(audio[:usable].reshape(-1, frame) ** 2, axis=1))
         return float(rms.max()) >= self._guards.min_frame_rms
 
-    def _decode_window(self, audio: np.ndarray) -> tuple[str, float]:
-        """Text of one window and its average token log-probability."""
+    def _decode_window(self, audio: np.ndarray, n_best: int) -> tuple[str, float, tuple[tuple[str, float], ...]]:
+        """Text of one window, its average token log-probability and the n-best readings
+        (distinct texts, best first; empty with ``n_best`` 1)."""
         import ctranslate2
 
         n_frames = self._window_frames(len(audio))
@@ -219,14 +229,18 @@ class WhisperRecognizer:
         result = self._model.generate(
             batch,
             [self._prompt],
-            beam_size=self._beam_size,
+            beam_size=max(self._beam_size, n_best),
+            num_hypotheses=n_best,
             max_length=max_tokens,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
         )[0]
-        text = trim_repetition(self._tokenizer.decode(result.sequences_ids[0]).strip())
-        avg_logprob = result.scores[0] if result.scores else 0.0
+        readings: dict[str, float] = {}
+        for ids, score in zip(result.sequences_ids, result.scores or [0.0] * len(result.sequences_ids), strict=True):
+            readings.setdefault(trim_repetition(self._tokenizer.decode(ids).strip()), score)
+        text, avg_logprob = next(iter(readings.items()))
+        hypotheses = tuple(readings.items()) if n_best > 1 else ()
         g = self._guards
         if result.no_speech_prob > g.no_speech_threshold and avg_logprob < g.logprob_threshold:
             logger.debug(
@@ -235,8 +249,8 @@ class WhisperRecognizer:
                 result.no_speech_prob,
                 avg_logprob,
             )
-            return "", avg_logprob
-        return text, avg_logprob
+            return "", avg_logprob, ()
+        return text, avg_logprob, hypotheses
 
     def _window_frames(self, n_samples: int) -> int:
         if self._full_window:

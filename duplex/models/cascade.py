@@ -179,6 +179,8 @@ class CascadeStages:
     tts: Callable[[], SpeechSynthesizer]
     asr_partial: Callable[[], SpeechRecognizer] | None = None  # None: the same as ``asr``
     eou: Callable[[], Any] | None = None  # end-of-utterance model: ``end_score(text)`` in 0..1
+    # A slower, better reading of a final that scored as unfinished (``asr_rescore``).
+    asr_second_look: Callable[[], SpeechRecognizer] | None = None
     # The LLM gives the end-of-utterance probability from its own prompt pass
     # (``last_end_probability``): the final waits for the draft's first token.
     eou_from_llm: bool = False
@@ -234,6 +236,7 @@ class CascadeSession:
         self.asr = stages.asr()
         self.asr_partial = stages.asr_partial() if stages.asr_partial else self.asr
         self.eou = stages.eou() if stages.eou else None
+        self.asr_second_look = stages.asr_second_look() if stages.asr_second_look and self.eou else None
         self._eou_from_llm = stages.eou_from_llm and self.eou is None
         self.llm = stages.llm()
         self.tts = stages.tts()
@@ -318,18 +321,23 @@ class CascadeSession:
                 # The recognizer's own time: the job's time also counts the EOU score.
                 payload, self._final_confidence, self._final_compute_ms = payload
                 self._final_text = payload
-                self._pending_events.append(
-                    UserTranscriptFinal(t_ms, payload, self._final_span[0], self._final_span[1])
-                )
                 self._on_final(payload, t_ms)  # the draft starts now, while the EOU model scores
                 if self._eou_from_llm and payload.strip() and self._draft is not None:
                     self._final_job = None
                     self._held_final = (frame_end, None)
+                    self._pending_events.append(self._final_event(t_ms))
                 elif self.eou is None or not payload.strip():
                     self._final_job = None
+                    self._pending_events.append(self._final_event(t_ms))
                     final, final_end, confidence = self._final_signal()
+            elif kind == "revised" and r.job is self._final_job:
+                # A second look read the words otherwise: the draft starts again from them.
+                payload, self._final_confidence, self._final_compute_ms = payload
+                self._final_text = payload
+                self._restart_draft(payload, t_ms)
             elif kind == "eou" and r.job is self._final_job:
                 self._final_job = None
+                self._pending_events.append(self._final_event(t_ms))  # the words as finally read
                 final, final_end, confidence = self._final_signal()
                 eot = float(payload or 0.0)  # P(utterance complete); the turn-taker blends it
         if self._held_final is not None:
@@ -352,6 +360,9 @@ class CascadeSession:
             eot_score=eot,
             events=heard,
         )
+
+    def _final_event(self, t_ms: float) -> UserTranscriptFinal:
+        return UserTranscriptFinal(t_ms, self._final_text, self._final_span[0], self._final_span[1])
 
     def _final_signal(self) -> tuple[str, float, float | None]:
         """The final transcript as the turn-taker gets it: text, end of speech, confidence."""
@@ -392,6 +403,15 @@ class CascadeSession:
             yield ("prefill", prefill(messages))
 
         self.respond_lane.submit("llm-prefill", job, t_ms)
+
+    def _restart_draft(self, text: str, t_ms: float) -> None:
+        old = self._draft
+        if old is None:
+            return
+        if old.job is not None:
+            self.respond_lane.cancel(old.job)
+        self._draft = _Draft(old.response_id, "", None)
+        self._on_final(text, t_ms)
 
     def _on_final(self, text: str, t_ms: float) -> None:
         draft = self._draft
@@ -461,7 +481,8 @@ class CascadeSession:
         end = a.end_ms + 120
         audio = self._audio_span(start, min(end, t_ms + self.config.audio.frame_ms))
         self._final_span = (a.start_ms, a.end_ms)
-        asr, eou = self.asr, self.eou
+        asr, eou, second_look = self.asr, self.eou, self.asr_second_look
+        rescore_below = self.config.models.asr.rescore_below
         segments = self._segments
 
         def job() -> Iterator[tuple[str, Any]]:
@@ -470,8 +491,21 @@ class CascadeSession:
             segments.append((seg_start, a.end_ms, new))
             text = f"{head} {new}".strip()
             yield ("final", (text, heard.confidence, heard.compute_ms))
-            if eou is not None and text:
-                yield ("eou", eou.end_score(text))
+            if eou is None or not text:
+                return
+            score = eou.end_score(text)
+            if second_look is not None and score < rescore_below:
+                # It reads as unfinished, so the turn-taker would wait a while anyway:
+                # time for the recognizer's other readings (a mis-heard question often
+                # reads as a fragment). A better one replaces the final and its score.
+                again = second_look.transcribe(audio)
+                better = again.text.strip()
+                if better and better != new:
+                    segments[-1] = (seg_start, a.end_ms, better)
+                    text = f"{head} {better}".strip()
+                    yield ("revised", (text, again.confidence, heard.compute_ms + again.compute_ms))
+                    score = eou.end_score(text)
+            yield ("eou", score)
 
         self._final_job = self.listen_lane.submit("asr-final", job, t_ms + self.config.audio.frame_ms)
         if a.draft:

@@ -15,11 +15,15 @@ user's words as the start of a chat message. Two readings of that one pass:
 
 ``end_score`` returns a score in [0, 1] on one scale for both; the policy layer
 blends it with lexical cues and the pause length (``policy/end_of_turn.py``).
+The same pass also gives how likely the words are as a sentence (``text_logprob``),
+which re-ranks the recognizer's n-best readings (``asr_rescore.py``); the last few
+passes are cached, so scoring the chosen reading again costs nothing.
 Transcript punctuation is stripped first: Whisper ends fragments with a period.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -44,6 +48,7 @@ from duplex.models.llm_llamacpp import (
 log = logging.getLogger(__name__)
 
 BUILTIN_HEAD = "builtin"
+_RECENT_READS = 8  # passes kept: the n-best readings of one final, then its scoring
 
 
 def builtin_head_path() -> Path:
@@ -166,6 +171,8 @@ class LlamaCppEndOfUtterance:
         self._llm.eval(self._prefix)
         self._end_ids = end_token_ids(self._llm, "<|im_end|>")
         self.head = self._load_head(head, path)
+        self._recent: collections.OrderedDict[str, tuple[np.ndarray, float]] = collections.OrderedDict()
+        self._evaluated: list[int] = []  # the tokens after the prefix now in the KV cache
 
     def _load_head(self, head: str, model_path: Path) -> EndOfTurnHead | None:
         if not head:
@@ -191,20 +198,51 @@ class LlamaCppEndOfUtterance:
 
     def features(self, text: str) -> np.ndarray | None:
         """[last hidden state, log10 P(sentence ends)] after the user's words; None for no words."""
+        read = self._read(text)
+        return None if read is None else read[0]
+
+    def text_logprob(self, text: str) -> float | None:
+        """Mean log-probability (nats) of the words' tokens as the start of a user message:
+        how likely the model finds them as a sentence. None for no words."""
+        read = self._read(text)
+        return None if read is None else read[1]
+
+    def _read(self, text: str) -> tuple[np.ndarray, float] | None:
         words = strip_final_punctuation(text)
         if not words:
             return None
-        tokens = self._llm.tokenize(words.encode("utf-8"), add_bos=False, special=False)
-        tokens = tokens[-(self.n_ctx - len(self._prefix) - 2) :]
         with self._lock:
-            self._llm.n_tokens = len(self._prefix)
-            self._llm._ctx.kv_cache_seq_rm(0, len(self._prefix), -1)
-            self._llm.eval(tokens)
+            if words in self._recent:
+                self._recent.move_to_end(words)
+                return self._recent[words]
+            tokens = self._llm.tokenize(words.encode("utf-8"), add_bos=False, special=False)
+            tokens = tokens[-(self.n_ctx - len(self._prefix) - 2) :]
+            n0 = len(self._prefix)
+            # Readings of one final share their start: evaluate from where they part
+            # (at least the last token, for its hidden state and next-token logits).
+            same = 0
+            while same < min(len(tokens) - 1, len(self._evaluated)) and tokens[same] == self._evaluated[same]:
+                same += 1
+            self._llm.n_tokens = n0 + same
+            self._llm._ctx.kv_cache_seq_rm(0, n0 + same, -1)
+            self._evaluated = []
+            self._llm.eval(tokens[same:])
+            self._evaluated = list(tokens)
             hidden = np.ctypeslib.as_array(
                 self._embeddings_ith(self._llm._ctx.ctx, -1), shape=(self.n_embd,)
             ).astype(np.float32)
             p_end = last_token_end_probability(self._llm, self._end_ids)
-        return np.append(hidden, np.float32(math.log10(max(p_end, 1e-9))))
+            # Row k holds the logits after position k: the prefix's last row predicts the
+            # first word (it stays from the prefix's own pass).
+            logits = np.asarray(self._llm.scores[n0 - 1 : n0 - 1 + len(tokens)], np.float64)
+            top = logits.max(axis=1, keepdims=True)
+            log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+            logprob = float(np.mean(logits[np.arange(len(tokens)), tokens] - log_norm))
+            read = (np.append(hidden, np.float32(math.log10(max(p_end, 1e-9)))), logprob)
+            self._recent[words] = read
+            if len(self._recent) > _RECENT_READS:
+                self._recent.popitem(last=False)
+        return read
 
     def end_probability(self, text: str) -> float:
         """The model's probability that the sentence ends after ``text`` (0 for no words)."""

@@ -11,9 +11,11 @@ from duplex.config import Config
 from duplex.errors import ConfigError
 from duplex.models.base import DuplexModel
 from duplex.models.cascade import CascadeModel, CascadeStages
-from duplex.models.stages import SpeechRecognizer, SpeechSynthesizer
+from duplex.models.stages import SpeechSynthesizer
 
 if TYPE_CHECKING:
+    from duplex.models.asr_rescore import LmRescoredRecognizer
+    from duplex.models.asr_whisper import WhisperRecognizer
     from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
 
 log = logging.getLogger(__name__)
@@ -40,12 +42,25 @@ def build_model(config: Config) -> DuplexModel:
     raise ConfigError(f"models.kind = {kind!r} is not a known model")
 
 
-def final_recognizer(config: Config) -> SpeechRecognizer:
+def final_recognizer(config: Config) -> WhisperRecognizer:
     """The recognizer of the cascade's finals, as the profile sets it up."""
     from duplex.models.asr_whisper import WhisperRecognizer
 
     m = config.models
     return WhisperRecognizer(m.asr.path or None, threads=m.asr.threads, beam_size=m.asr.beam_size)
+
+
+def second_look_recognizer(
+    config: Config, asr: WhisperRecognizer, eou: LlamaCppEndOfUtterance | None
+) -> LmRescoredRecognizer | None:
+    """``asr``'s n-best readings re-ranked by the end-of-utterance model's LLM, for finals
+    that read as unfinished; None where the profile turns it off or has no such model."""
+    m = config.models
+    if eou is None or m.asr.n_best < 2 or m.asr.lm_weight <= 0:
+        return None
+    from duplex.models.asr_rescore import LmRescoredRecognizer
+
+    return LmRescoredRecognizer(asr, eou, m.asr.lm_weight, m.asr.n_best)
 
 
 def end_of_utterance_model(config: Config) -> LlamaCppEndOfUtterance | None:
@@ -73,7 +88,9 @@ def cascade_stages(config: Config) -> CascadeStages:
 
     from duplex.models.asr_whisper import WhisperRecognizer
 
+    eou_model = end_of_utterance_model(config)
     asr = final_recognizer(config)
+    second_look = second_look_recognizer(config, asr, eou_model)
     # Partials get their own instance (one thread): a final never queues behind one.
     asr_partial = WhisperRecognizer(m.asr.path or None, threads=1, beam_size=1) if m.asr.partial_interval_ms > 0 else asr
 
@@ -127,7 +144,6 @@ def cascade_stages(config: Config) -> CascadeStages:
         return first_tts.pop() if first_tts else tts_factory()
 
     eou = None
-    eou_model = end_of_utterance_model(config)
     if eou_model is not None:
 
         def eou() -> LlamaCppEndOfUtterance:
@@ -140,5 +156,6 @@ def cascade_stages(config: Config) -> CascadeStages:
         tts=tts,
         asr_partial=lambda: asr_partial,
         eou=eou,
+        asr_second_look=(lambda: second_look) if second_look is not None else None,
         eou_from_llm=m.eou.engine == "llm" and m.llm.engine == "llamacpp",
     )

@@ -34,6 +34,9 @@ class Transcript:
     text: str
     compute_ms: float = 0.0
     confidence: float | None = None  # average token log-probability, if the engine gives one
+    # The engine's n best readings, (text, average token log-probability), best first;
+    # empty where it gives one. ``text`` is one of them (``asr_rescore`` may pick another).
+    hypotheses: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

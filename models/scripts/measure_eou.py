@@ -119,14 +119,19 @@ def main() -> None:
     from duplex.bench.speech import speak
     from duplex.config import load_config
     from duplex.eval.generate import PAUSED, QUESTIONS
-    from duplex.models.registry import end_of_utterance_model, final_recognizer
+    from duplex.models.registry import (
+        end_of_utterance_model,
+        final_recognizer,
+        second_look_recognizer,
+    )
     from duplex.policy.end_of_turn import blend_end_of_turn, pause_needed_ms
 
     cfg = load_config(args.config, overrides=args.set)
     if cfg.models.eou.engine not in ("llamacpp", "lexical"):
         parser.error("models.eou.engine must be llamacpp or lexical here")
-    asr = final_recognizer(cfg)
     eou = end_of_utterance_model(cfg)
+    asr = final_recognizer(cfg)
+    second_look = second_look_recognizer(cfg, asr, eou)
 
     sets = {
         "eval": (QUESTIONS, [first for first, _ in PAUSED]),
@@ -142,6 +147,10 @@ def main() -> None:
                     heard = asr.transcribe(audio)
                     text = heard.text
                     p = eou.end_score(text) if eou is not None and text else None
+                    if second_look is not None and p is not None and p < cfg.models.asr.rescore_below:
+                        heard = second_look.transcribe(audio)  # as the cascade's final job does
+                        text = heard.text or text
+                        p = eou.end_score(text) if eou is not None and text else None
                     score = blend_end_of_turn(text, p)
                     pause = pause_needed_ms(score, cfg.turn)
                     rows.append(Scored(name, kind, sentence, voice, text, heard.confidence, p, score, pause))
