@@ -13,8 +13,11 @@ unfinished sentence makes the turn-taker wait a fragment's pause (up to 2.5 s), 
 this is also what keeps the end-of-turn decision from being misled.
 
 The LM is the end-of-utterance model the default profile already runs on every final
-(``eou_llamacpp.py``): its pass over the chosen reading is cached, so only the other
-readings cost extra (a few ms each). ``models/asr.md`` has the measurement.
+(``eou_llamacpp.py``); the pass over the reading chosen is cached for its end-of-turn
+score. A beam of 4 and those passes cost ~100 ms, so the cascade asks for this *second look*
+only when the fast (greedy) final reads as unfinished: the turn-taker would then wait
+most of a second anyway (``models.asr.rescore_below``). ``models/asr.md`` has the
+measurement.
 """
 
 from __future__ import annotations

@@ -279,3 +279,62 @@ def test_partials_judging_a_barge_in_hear_only_the_burst(scripted_config):
     assert before and max(before) > 2500  # one long stretch: partials cover all of it
     assert after and max(after) <= (6000 - pause_at) + 300  # after the pause: the burst only
     session.close()
+
+
+class _QuestionEou:
+    """A fake end-of-utterance model: a question is a finished turn, anything else is not."""
+
+    def end_score(self, text: str) -> float:
+        return 0.95 if text.rstrip().endswith("?") else 0.1
+
+
+def _misheard_question_model(config, second_look):
+    heard = ScriptedAsr(["What is the capital and"])  # the fast reading: a fragment
+    tts = ToneTts(16000)
+    llms: list[ScriptedLlm] = []
+
+    def make_llm() -> ScriptedLlm:
+        llms.append(ScriptedLlm())
+        return llms[-1]
+
+    stages = CascadeStages(
+        vad=lambda: EnergyVad(),
+        asr=lambda: heard,
+        llm=make_llm,
+        tts=lambda: tts,
+        asr_partial=lambda: ScriptedAsr(),
+        eou=lambda: _QuestionEou(),
+        asr_second_look=(lambda: second_look) if second_look is not None else None,
+    )
+    return CascadeModel(config, stages), llms
+
+
+def _turn_events(config, model):
+    rt = Runtime(config, model=model, clock="offline")
+    s = rt.open_session()
+    rt.run_offline(s, np.concatenate([silence(0.3), tone(1.2), silence(3.5)]), tail_s=0)
+    return [e for e in s.channel.drain() if e.type != "agent.audio"]
+
+
+def test_a_final_that_reads_as_unfinished_gets_a_second_look(scripted_config):
+    model, llms = _misheard_question_model(scripted_config, ScriptedAsr(["What is the capital of France?"]))
+    events = _turn_events(scripted_config, model)
+
+    # One final, with the better reading; the turn is taken after a question's short pause.
+    finals = [e.text for e in events if e.type == "user.transcript.final"]
+    assert finals == ["What is the capital of France?"]
+    taken = [e for e in events if e.type == "turn.taken"]
+    assert [e.text for e in taken] == ["What is the capital of France?"]
+    assert taken[0].t_ms - taken[0].end_of_speech_ms < 600
+    # The draft started on the first reading was redone on the second.
+    assert llms[0].requests[-1][-1].content == "What is the capital of France?"
+    assert any(e.type == "agent.audio.started" for e in events)
+
+
+def test_without_a_second_look_the_misreading_waits_a_fragments_pause(scripted_config):
+    model, llms = _misheard_question_model(scripted_config, None)
+    events = _turn_events(scripted_config, model)
+
+    assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital and"]
+    taken = [e for e in events if e.type == "turn.taken"]
+    assert len(taken) == 1 and taken[0].t_ms - taken[0].end_of_speech_ms > 2000
