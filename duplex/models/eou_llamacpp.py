@@ -171,7 +171,7 @@ class LlamaCppEndOfUtterance:
         self._llm.eval(self._prefix)
         self._end_ids = end_token_ids(self._llm, "<|im_end|>")
         self.head = self._load_head(head, path)
-        self._recent: collections.OrderedDict[str, tuple[np.ndarray, float]] = collections.OrderedDict()
+        self._recent: collections.OrderedDict[str, tuple[np.ndarray, float | None]] = collections.OrderedDict()
 
     def _load_head(self, head: str, model_path: Path) -> EndOfTurnHead | None:
         if not head:
@@ -197,23 +197,26 @@ class LlamaCppEndOfUtterance:
 
     def features(self, text: str) -> np.ndarray | None:
         """[last hidden state, log10 P(sentence ends)] after the user's words; None for no words."""
-        read = self._read(text)
+        read = self._read(text, with_logprob=False)
         return None if read is None else read[0]
 
     def text_logprob(self, text: str) -> float | None:
         """Mean log-probability (nats) of the words' tokens as the start of a user message:
         how likely the model finds them as a sentence. None for no words."""
-        read = self._read(text)
+        read = self._read(text, with_logprob=True)
         return None if read is None else read[1]
 
-    def _read(self, text: str) -> tuple[np.ndarray, float] | None:
+    def _read(self, text: str, *, with_logprob: bool) -> tuple[np.ndarray, float | None] | None:
+        """One pass over the words (or the cached one). The log-probability costs a
+        normalisation over the vocabulary per token (~3 ms), so only when asked for."""
         words = strip_final_punctuation(text)
         if not words:
             return None
         with self._lock:
-            if words in self._recent:
+            cached = self._recent.get(words)
+            if cached is not None and (cached[1] is not None or not with_logprob):
                 self._recent.move_to_end(words)
-                return self._recent[words]
+                return cached
             tokens = self._llm.tokenize(words.encode("utf-8"), add_bos=False, special=False)
             tokens = tokens[-(self.n_ctx - len(self._prefix) - 2) :]
             n0 = len(self._prefix)
@@ -227,12 +230,14 @@ class LlamaCppEndOfUtterance:
                 self._embeddings_ith(self._llm._ctx.ctx, -1), shape=(self.n_embd,)
             ).astype(np.float32)
             p_end = last_token_end_probability(self._llm, self._end_ids)
-            # Row k holds the logits after position k: the prefix's last row predicts the
-            # first word (it stays from the prefix's own pass).
-            logits = np.asarray(self._llm.scores[n0 - 1 : n0 - 1 + len(tokens)], np.float64)
-            top = logits.max(axis=1, keepdims=True)
-            log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-            logprob = float(np.mean(logits[np.arange(len(tokens)), tokens] - log_norm))
+            logprob = None
+            if with_logprob:
+                # Row k holds the logits after position k: the prefix's last row predicts
+                # the first word (it stays from the prefix's own pass).
+                logits = np.asarray(self._llm.scores[n0 - 1 : n0 - 1 + len(tokens)], np.float64)
+                top = logits.max(axis=1, keepdims=True)
+                log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+                logprob = float(np.mean(logits[np.arange(len(tokens)), tokens] - log_norm))
             read = (np.append(hidden, np.float32(math.log10(max(p_end, 1e-9)))), logprob)
             self._recent[words] = read
             if len(self._recent) > _RECENT_READS:
