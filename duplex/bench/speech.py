@@ -49,7 +49,11 @@ def speak(text: str, voice: str = "en-us", rate: int = 16000, wpm: int = 165, le
     """espeak-ng speech of ``text`` at ``rate``, peak-normalised to ``level``."""
     from duplex.models.tts_espeak import EspeakSynthesizer
 
-    tts = EspeakSynthesizer(voice=voice, rate_wpm=wpm)
+    return _rendered(EspeakSynthesizer(voice=voice, rate_wpm=wpm), text, rate, level)
+
+
+def _rendered(tts: Any, text: str, rate: int, level: float) -> np.ndarray:
+    """``tts``'s speech of ``text`` resampled to ``rate`` and peak-normalised to ``level``."""
     chunks = [c.samples for c in tts.synthesize(text)]
     audio = resample(np.concatenate(chunks), tts.sample_rate, rate) if chunks else np.zeros(0, np.float32)
     peak = float(np.abs(audio).max()) if len(audio) else 0.0
@@ -65,11 +69,7 @@ def _piper(length_scale: float) -> Any:
 
 def speak_piper(text: str, length_scale: float = 1.0, rate: int = 16000, level: float = 0.5) -> np.ndarray:
     """The packaged Piper voice's speech of ``text`` at ``rate``, peak-normalised to ``level``."""
-    tts = _piper(length_scale)
-    chunks = [c.samples for c in tts.synthesize(text)]
-    audio = resample(np.concatenate(chunks), tts.sample_rate, rate) if chunks else np.zeros(0, np.float32)
-    peak = float(np.abs(audio).max()) if len(audio) else 0.0
-    return (audio * (level / peak)).astype(np.float32) if peak > 0 else audio
+    return _rendered(_piper(length_scale), text, rate, level)
 
 
 def conversation(

@@ -86,8 +86,6 @@ class WhisperRecognizer:
             ``config.json``, ``tokenizer.json``); None uses the packaged tiny.en.
         threads: CPU threads for one decode (CTranslate2 ``intra_threads``).
         beam_size: 1 is greedy decoding (fastest); larger beams trade time for accuracy.
-        n_best: readings to return in ``Transcript.hypotheses`` (beam search over at
-            least that many); 1 returns only the best.
         language: spoken language; an English-only model accepts only ``"en"``.
         full_window: pad every input to Whisper's 30 s window as the reference
             pipeline does (slower; kept for measurement).
@@ -108,7 +106,6 @@ class WhisperRecognizer:
         *,
         threads: int = 1,
         beam_size: int = 1,
-        n_best: int = 1,
         language: str = "en",
         full_window: bool = False,
         min_window_s: int = 0,
@@ -118,8 +115,6 @@ class WhisperRecognizer:
             raise ConfigError(f"threads must be >= 1, got {threads}")
         if beam_size < 1:
             raise ConfigError(f"beam_size must be >= 1, got {beam_size}")
-        if n_best < 1:
-            raise ConfigError(f"n_best must be >= 1, got {n_best}")
         path = Path(model_path) if model_path is not None else packaged_model_path()
         for needed in (_WEIGHT_FILE, "config.json", "tokenizer.json"):
             if not (path / needed).is_file():
@@ -149,7 +144,6 @@ class WhisperRecognizer:
         self._features = FeatureExtractor(feature_size=self._model.n_mels)
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         self._beam_size = beam_size
-        self._n_best = n_best
         self._full_window = full_window
         self._min_window_s = min_window_s
         self._guards = guards or DecodeGuards()
@@ -170,7 +164,8 @@ class WhisperRecognizer:
 
         Args:
             audio: 1-D float32 samples in [-1, 1] at :attr:`sample_rate`.
-            n_best: readings to return for this call (None: the constructor's).
+            n_best: readings to return in ``Transcript.hypotheses`` (beam search over at
+                least that many); None or 1 returns only the best.
 
         Returns:
             The text (empty for silence, noise or an empty array) and the compute time.
@@ -188,7 +183,7 @@ class WhisperRecognizer:
             for offset in range(0, len(audio), window):
                 piece = audio[offset : offset + window]
                 if self._has_speech_energy(piece):
-                    pieces.append(self._decode_window(piece, n_best or self._n_best))
+                    pieces.append(self._decode_window(piece, n_best or 1))
         text = " ".join(p for p, _, _ in pieces if p)
         scores = [s for p, s, _ in pieces if p]
         return Transcript(
