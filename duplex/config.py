@@ -89,6 +89,9 @@ class LlmConfig:
     min_words: int = 0
     # llama.cpp's DRY sampler over this answer and the earlier ones (0: off).
     dry_multiplier: float = 0.0
+    # The packaged GGUF (path empty) re-encoded as this type at first load, cached
+    # (models/gguf_weights.py: Q4_1 as shipped has no fast path here); "" as shipped.
+    weights_type: str = "q8_0"
     system_prompt: str = (
         "You are a friendly voice assistant. Answer in one or two short spoken sentences."
     )
@@ -123,6 +126,8 @@ class EouConfig:
     # (models/scripts/train_eou_head.py): "builtin" (shipped; applies to the default
     # model and system prompt), a path to a head file, or "" for the model's P(end) alone.
     head: str = "builtin"
+    # As ``LlmConfig.weights_type``: the packaged GGUF re-encoded, "" as shipped.
+    weights_type: str = "q8_0"
 
 
 @dataclass

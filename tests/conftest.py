@@ -8,6 +8,12 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Derived weights (the packaged GGUF re-encoded, duplex.models.gguf_weights) are made
+# afresh in each test run, so the suite exercises that step; servers it starts inherit it.
+if "DUPLEX_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["DUPLEX_CACHE_DIR"] = tempfile.mkdtemp(prefix="duplex-test-cache-")
 
 SR = 16000
 

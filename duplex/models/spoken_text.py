@@ -32,17 +32,37 @@ def _clean(text: str, final: bool = False) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
 
+class SpokenText:
+    """``spoken_pieces`` one piece at a time: ``feed`` a piece, get what is decided."""
+
+    def __init__(self) -> None:
+        self._raw = ""
+        self._sent = 0
+
+    def feed(self, piece: str) -> str:
+        """The cleaned text ``piece`` decides ("" while a marker may still be forming)."""
+        self._raw += piece
+        undecided = _UNDECIDED.search(self._raw)
+        return self._emit(_clean(self._raw[: undecided.start()] if undecided else self._raw))
+
+    def finish(self) -> str:
+        """The rest, once no piece follows."""
+        return self._emit(_clean(self._raw, final=True))
+
+    def _emit(self, out: str) -> str:
+        if len(out) <= self._sent:
+            return ""
+        new, self._sent = out[self._sent :], len(out)
+        return new
+
+
 def spoken_pieces(pieces: Iterable[str]) -> Iterator[str]:
     """Yield ``pieces`` cleaned for speech, as early as each piece is decided."""
-    raw = ""
-    sent = 0
+    text = SpokenText()
     for piece in pieces:
-        raw += piece
-        undecided = _UNDECIDED.search(raw)
-        out = _clean(raw[: undecided.start()] if undecided else raw)
-        if len(out) > sent:
-            yield out[sent:]
-            sent = len(out)
-    out = _clean(raw, final=True)
-    if len(out) > sent:
-        yield out[sent:]
+        out = text.feed(piece)
+        if out:
+            yield out
+    out = text.finish()
+    if out:
+        yield out

@@ -338,3 +338,47 @@ def test_without_a_second_look_the_misreading_waits_a_fragments_pause(scripted_c
     assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital and"]
     taken = [e for e in events if e.type == "turn.taken"]
     assert len(taken) == 1 and taken[0].t_ms - taken[0].end_of_speech_ms > 2000
+
+
+def test_a_second_look_that_keeps_the_words_still_answers_them(scripted_config):
+    # The draft pauses while the recognizer looks again; the look finds nothing better,
+    # so the draft starts again from the same words and is spoken once the turn ends.
+    model, llms = _misheard_question_model(scripted_config, ScriptedAsr(["What is the capital and"]))
+    events = _turn_events(scripted_config, model)
+
+    assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital and"]
+    taken = [e for e in events if e.type == "turn.taken"]
+    assert len(taken) == 1 and taken[0].text == "What is the capital and"
+    assert [r[-1].content for r in llms[0].requests] == ["What is the capital and"]
+    assert len([e for e in events if e.type == "agent.audio.started"]) == 1
+
+
+def test_a_draft_computes_one_token_a_step_so_a_cancel_stops_it_within_a_token(scripted_config):
+    from duplex.models.actions import TakeTurn
+    from duplex.models.scripted import ScriptedLlm
+    from duplex.runtime.lanes import InlineLane
+
+    pulled: list[str] = []
+
+    class CountingLlm(ScriptedLlm):
+        def stream(self, messages, *, max_tokens):
+            for piece in super().stream(messages, max_tokens=max_tokens):
+                pulled.append(piece)
+                yield piece
+
+    llm = CountingLlm("The capital of France is Paris, a city of art and light and long walks by the river.")
+    stages = CascadeStages(
+        vad=lambda: EnergyVad(), asr=lambda: ScriptedAsr(), llm=lambda: llm, tts=lambda: ToneTts(16000)
+    )
+    session = CascadeModel(scripted_config, stages).open_session("t", lambda name, background=False: InlineLane(name))
+    session.act([TakeTurn("Where is Paris?", 0.0)], 0.0)
+    job = session._playing.job  # the answer's lane job, stepped here by hand
+    kinds = []
+    while not kinds or kinds[-1] != "text":
+        produced, item = job.step()
+        assert produced
+        kinds.append(item[0])
+    # "The capital of" may not end a clause; "France" does once the next word begins.
+    assert kinds == ["pending"] * 4 + ["text"]
+    assert pulled == ["The", " capital", " of", " France", " is"]
+    session.close()
