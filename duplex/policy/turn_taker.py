@@ -392,6 +392,24 @@ class TurnTaker:
             return
         if self._speech.active:
             u.speech_end_ms = self._speech.last_voice_ms
+            if self._frame_voiced and u.requested_end_ms >= 0:
+                # Voice again inside the hangover: the transcript asked for one frame
+                # into it (below) ends too early.
+                actions.append(DiscardDraft())
+                u.requested_end_ms = -1.0
+                u.final_text = None
+                u.eot_score = None
+            # An unvoiced frame before the hangover declares the end of speech: a
+            # preempt_silence_ms shorter than the hangover starts the transcript here.
+            if (
+                not self._frame_voiced
+                and u.requested_end_ms < 0
+                and self.auto_turns
+                and self.silence_ms(t_ms) >= self.turn.preempt_silence_ms
+                and u.speech_end_ms - u.start_ms >= self.turn.min_turn_ms
+            ):
+                u.requested_end_ms = u.speech_end_ms
+                actions.append(Transcribe(u.start_ms, u.speech_end_ms, draft=True))
             return
         u.speech_end_ms = self._speech.last_voice_ms
         if signals.final_text is not None and abs(signals.final_end_ms - u.requested_end_ms) < 1e-6:

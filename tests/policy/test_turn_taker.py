@@ -169,3 +169,35 @@ def test_talk_far_below_the_users_level_never_starts_a_turn():
     background = [None] * 5 + [-36.0] * 60 + [None] * 5
     assert _speech_onsets(background, user_level_db=-20.0) == []
     assert _speech_onsets(background, user_level_db=None) == [5 * FRAME]  # no level learned yet
+
+
+def _listen_frames(voiced: list[bool], preempt_ms: int) -> list[tuple[float, list]]:
+    """A listening turn-taker fed ``voiced`` frames; the actions of each frame."""
+    tt = TurnTaker(TurnConfig(preempt_silence_ms=preempt_ms), BargeInConfig(), FRAME)
+    agent = AgentStatus()
+    out = []
+    for i, v in enumerate(voiced):
+        actions, _ = tt.update(i * FRAME, _heard(v, None, None), agent)
+        out.append((i * FRAME, actions))
+    return out
+
+
+def test_a_preempt_shorter_than_the_hangover_transcribes_at_the_first_silent_frame():
+    from duplex.models.actions import DiscardDraft
+
+    speech = [False] * 3 + [True] * 20  # voice until the end of frame 22 (736 ms)
+    asked = [(t, a) for t, frame in _listen_frames(speech + [False] * 6, 32) for a in frame if isinstance(a, Transcribe)]
+    assert len(asked) == 1
+    t, transcribe = asked[0]
+    assert t == 23 * FRAME and transcribe.end_ms == 23 * FRAME  # one frame into the silence
+    # The profile's older setting waits for the hangover: one frame later.
+    later = [t for t, frame in _listen_frames(speech + [False] * 6, 64) for a in frame if isinstance(a, Transcribe)]
+    assert later == [24 * FRAME]
+
+    # Voice back inside the hangover: the early transcript is dropped, and the real end
+    # of the turn gets one of its own.
+    frames = _listen_frames(speech + [False] + [True] * 5 + [False] * 6, 32)
+    kinds = [type(a).__name__ for _, frame in frames for a in frame if isinstance(a, (Transcribe, DiscardDraft))]
+    assert kinds == ["Transcribe", "DiscardDraft", "Transcribe"]
+    last = [a for _, frame in frames for a in frame if isinstance(a, Transcribe)][-1]
+    assert last.end_ms == 29 * FRAME
