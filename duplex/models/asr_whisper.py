@@ -269,7 +269,8 @@ def trim_repetition(text: str, *, min_copies: float = 1.5, min_short_copies: int
         min_short_copies: copies of a single word that count as a loop.
 
     Returns:
-        The text with the repeated tail collapsed to its first copy.
+        The text with the repeated tail collapsed to its first copy, and without an
+        unfinished last sentence that restarts the one before it (``_trim_restart``).
     """
     words = text.split()
     keys = ["".join(ch for ch in w.lower() if ch.isalnum()) for w in words]
@@ -287,7 +288,33 @@ def trim_repetition(text: str, *, min_copies: float = 1.5, min_short_copies: int
                 for i in range(period, n - start)
             ):
                 return " ".join(words[: start + period])
-    return text
+    return _trim_restart(words, keys)
+
+
+_SENTENCE_END = (".", "?", "!")
+
+
+def _trim_restart(words: list[str], keys: list[str]) -> str:
+    """Drop an unfinished last sentence that starts the one before it over again.
+
+    The other shape of Whisper's loop: after the whole utterance it begins it once
+    more and stops ("How far away is the moon? How far"), so the words read as an
+    unfinished sentence. The restart must be two or more words long and match the
+    start of the sentence before it; its last word may differ (the length cap or
+    the decoder's drift), if the restart is at least three words.
+    """
+    if not words or words[-1].endswith(_SENTENCE_END):
+        return " ".join(words)
+    ends = [i for i, w in enumerate(words[:-1]) if w.endswith(_SENTENCE_END)]
+    if not ends:
+        return " ".join(words)
+    tail_start = ends[-1] + 1
+    head_start = ends[-2] + 1 if len(ends) > 1 else 0
+    tail, head = keys[tail_start:], keys[head_start:tail_start]
+    checked = len(tail) - 1 if len(tail) >= 3 else len(tail)  # the last word may be cut
+    if len(tail) >= 2 and len(tail) < len(head) and tail[:checked] == head[:checked]:
+        return " ".join(words[:tail_start])
+    return " ".join(words)
 
 
 def _check_audio(audio: np.ndarray) -> None:

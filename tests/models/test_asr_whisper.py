@@ -127,3 +127,22 @@ def test_decoding_loop_is_trimmed_but_short_repeats_survive() -> None:
     assert trim_repetition("Gart Gart Gart Gart G") == "Gart"
     assert trim_repetition("What is it? What is it? Wh") == "What is it?"
     assert trim_repetition("Go on, good") == "Go on, good"  # "go" is not a cut-off "good"
+
+
+def test_a_restart_of_the_last_sentence_at_the_end_is_trimmed() -> None:
+    # Whisper's loops on espeak voices in `duplex bench latency`: the utterance, then its start again.
+    assert trim_repetition("How far away is the moon? How far") == "How far away is the moon?"
+    assert (
+        trim_repetition("Tell me a fun fact and I'll talk to pieces. Tell me a fun fact to")
+        == "Tell me a fun fact and I'll talk to pieces."
+    )
+    # Real turns that end unfinished, or that only share a word with the sentence before.
+    for text in [
+        "That is what it is",
+        "How far is it? How",
+        "I see. I was wondering if",
+        "What is this? What about the other one",
+        "Okay. So tell me",
+        "How far away is the moon? How far away is the sun?",
+    ]:
+        assert trim_repetition(text) == text, text
