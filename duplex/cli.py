@@ -80,6 +80,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         clocks=args.clock,
         out=Path(args.out) if args.out else None,
         user_voice=args.user_voice,
+        user_waits=not args.fixed_timeline,
     )
     print(report["table"])
     if args.out:
@@ -220,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--user-voice", choices=USER_VOICES, default="espeak",
         help="who speaks the questions: four espeak-ng voices (default; hard for the recognizer) "
         "or the packaged Piper voice at three rates",
+    )
+    b.add_argument(
+        "--fixed-timeline", action="store_true",
+        help="ask each question 7 s after the last whatever the agent does (a long answer then "
+        "runs into the next question, a barge-in); by default the user waits for each answer",
     )
     b.add_argument("--out", default=None, help="write the JSON results here")
     _add_config_args(b)

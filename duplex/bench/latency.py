@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from duplex.bench.speech import conversation
+from duplex.bench.speech import conversation, questions
+from duplex.bench.user import FixedTimelineUser, WaitingUser
 from duplex.config import load_config
 from duplex.runtime.metrics import percentiles
 from duplex.runtime.runtime import Runtime
@@ -32,9 +33,9 @@ def _slow_turns(latencies: list[float]) -> int:
     return sum(1 for v in latencies if v > SLOW_MS)
 
 
-def _collect(events: list[Any]) -> dict[str, Any]:
+def _collect(events: list[Any], spans: list[tuple[float, float]]) -> dict[str, Any]:
     starts = [e for e in events if e.type == "agent.audio.started"]
-    out: dict[str, Any] = {"latency_ms": [e.latency_ms for e in starts]}
+    out: dict[str, Any] = {"latency_ms": [e.latency_ms for e in starts], "question_spans_s": spans}
     for st in STAGES:
         out[st] = [e.breakdown_ms.get(st, float("nan")) for e in starts]
     taken = [e for e in events if e.type == "turn.taken"]
@@ -43,6 +44,8 @@ def _collect(events: list[Any]) -> dict[str, Any]:
     out["eot_score"] = [e.eot_score for e in taken]
     out["user_text"] = [e.text for e in taken]
     out["stalls"] = sum(1 for e in events if e.type == "stall")
+    # Questions that cut the agent off (on a fixed timeline, a long answer runs into the next).
+    out["barge_ins"] = sum(1 for e in events if e.type == "barge_in" and e.phase == "confirmed")
     # Each slow answer with the events of the 3 s before its end of speech and after:
     # why it was slow (a fragment's pause, a barge-in, a late transcript) without a rerun.
     out["slow_turns"] = [
@@ -60,33 +63,43 @@ def _collect(events: list[Any]) -> dict[str, Any]:
     return out
 
 
-def run_offline(config, audio: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN001
+def run_offline(config, user: WaitingUser | FixedTimelineUser) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN001
     rt = Runtime(config, clock="offline")
     try:
         s = rt.open_session("bench-offline")
         events: list[Any] = []
         n = s.frame_samples
-        for i in range(0, len(audio) - n + 1, n):
-            s.step(audio[i : i + n])
-            events += [e for e in s.channel.drain() if e.type != "agent.audio"]
-        return _collect(events), s.metrics.summary()
+        while not user.finished:
+            s.step(user.frame(n))
+            for e in s.channel.drain():
+                user.observe(e)
+                if e.type != "agent.audio":
+                    events.append(e)
+        return _collect(events, user.spans), s.metrics.summary()
     finally:
         rt.close()
 
 
-def run_realtime(config, audio: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN001
+def run_realtime(config, user: WaitingUser | FixedTimelineUser) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN001
     rt = Runtime(config, clock="realtime")
     try:
         s = rt.open_session("bench-realtime")
+        events: list[Any] = []
         n = s.frame_samples
         t0 = time.monotonic()
-        for i in range(0, len(audio) - n + 1, n):
-            s.push_audio(audio[i : i + n])
-            due = t0 + (i + n) / config.audio.input_sample_rate
+        sent = 0
+        while not user.finished:
+            s.push_audio(user.frame(n))
+            sent += n
+            for e in s.channel.drain():
+                user.observe(e)
+                if e.type != "agent.audio":
+                    events.append(e)
+            due = t0 + sent / config.audio.input_sample_rate
             time.sleep(max(0.0, due - time.monotonic()))
         time.sleep(0.3)
-        events = [e for e in s.channel.drain() if e.type != "agent.audio"]
-        return _collect(events), s.metrics.summary()
+        events += [e for e in s.channel.drain() if e.type != "agent.audio"]
+        return _collect(events, user.spans), s.metrics.summary()
     finally:
         rt.close()
 
@@ -95,7 +108,7 @@ def _table(results: dict[str, Any]) -> str:
     header = (
         f"| clock | turns | latency p50 | latency p95 | over {SLOW_MS:.0f} ms | "
         + " | ".join(f"{s} p50" for s in STAGES)
-        + " | tick RTF p99 (duplex) | stalls |"
+        + " | tick RTF p99 (duplex) | barge-ins | stalls |"
     )
     sep = "|" + "---|" * (header.count("|") - 1)
     rows = [header, sep]
@@ -106,7 +119,7 @@ def _table(results: dict[str, Any]) -> str:
         for st in STAGES:
             cells.append(f"{np.nanmedian(r[st]):.0f}" if r[st] else "-")
         rtf = r["tick"]["tick_rtf_while_speaking"]["p99"]
-        cells += [f"{rtf:.3f}", str(r["stalls"])]
+        cells += [f"{rtf:.3f}", str(r["barge_ins"]), str(r["stalls"])]
         rows.append("| " + " | ".join(cells) + " |")
     slow_lines = []
     for clock, r in results.items():
@@ -126,17 +139,27 @@ def run_latency_bench(
     clocks: list[str] | None = None,
     out: Path | None = None,
     user_voice: str = "espeak",
+    user_waits: bool = True,
 ) -> dict[str, Any]:
     """Run the benchmark and return {"table": markdown, "results": {...}}.
 
     ``user_voice`` speaks the questions (``duplex.bench.speech.USER_VOICES``).
+    ``user_waits``: each question waits for the answer before it to end
+    (``bench.user.WaitingUser``); False asks on a fixed timeline, so a long answer
+    runs into the next question.
     """
     config = load_config(config_name, overrides)
-    audio, spans = conversation(turns, rate=config.audio.input_sample_rate, user_voice=user_voice)
+    rate = config.audio.input_sample_rate
+    spoken = questions(turns, rate, user_voice=user_voice)
     results: dict[str, Any] = {}
     for clock in clocks or ["offline", "realtime"]:
         runner = run_offline if clock == "offline" else run_realtime
-        r, tick = runner(config, audio)
+        user: WaitingUser | FixedTimelineUser
+        if user_waits:
+            user = WaitingUser(spoken, rate)
+        else:
+            user = FixedTimelineUser(*conversation(turns, rate=rate, user_voice=user_voice))
+        r, tick = runner(config, user)
         r["tick"] = tick
         results[clock] = r
     summary = {
@@ -146,13 +169,21 @@ def run_latency_bench(
             "tick_rtf": r["tick"]["tick_rtf"],
             "tick_rtf_while_speaking": r["tick"]["tick_rtf_while_speaking"],
             "over_800_ms": _slow_turns(r["latency_ms"]),
-            "turns": len(spans),
+            "turns": len(r["question_spans_s"]),
             "responses": len(r["latency_ms"]),
+            "barge_ins": r["barge_ins"],
             "stalls": r["stalls"],
         }
         for clock, r in results.items()
     }
-    report = {"table": _table(results), "summary": summary, "raw": {c: {k: v for k, v in r.items() if k != "tick"} for c, r in results.items()}, "config": config.name, "user_voice": user_voice}
+    report = {
+        "table": _table(results),
+        "summary": summary,
+        "raw": {c: {k: v for k, v in r.items() if k != "tick"} for c, r in results.items()},
+        "config": config.name,
+        "user_voice": user_voice,
+        "user": "waits for each answer" if user_waits else "fixed timeline",
+    }
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))

@@ -72,26 +72,34 @@ def speak_piper(text: str, length_scale: float = 1.0, rate: int = 16000, level: 
     return _rendered(_piper(length_scale), text, rate, level)
 
 
-def conversation(
-    turns: int, gap_s: float = 7.0, rate: int = 16000, seed: int = 0, user_voice: str = "espeak"
-) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """A user side of ``turns`` questions separated by ``gap_s`` of silence, each in a
-    voice drawn from ``user_voice``'s set (``USER_VOICES``).
-
-    Returns (audio, [(start_s, end_s) of each question]).
-    """
+def questions(turns: int, rate: int = 16000, seed: int = 0, user_voice: str = "espeak") -> list[np.ndarray]:
+    """``turns`` spoken questions, each in a voice drawn from ``user_voice``'s set
+    (``USER_VOICES``)."""
     if user_voice not in USER_VOICES:
         raise ValueError(f"user_voice must be one of {USER_VOICES}, not {user_voice!r}")
     rng = np.random.default_rng(seed)
-    parts = [np.zeros(int(0.5 * rate), np.float32)]
-    spans = []
-    t = 0.5
+    spoken = []
     for i in range(turns):
         q = QUESTIONS[i % len(QUESTIONS)]
         if user_voice == "piper":
-            s = speak_piper(q, PIPER_LENGTH_SCALES[int(rng.integers(len(PIPER_LENGTH_SCALES)))], rate)
+            spoken.append(speak_piper(q, PIPER_LENGTH_SCALES[int(rng.integers(len(PIPER_LENGTH_SCALES)))], rate))
         else:
-            s = speak(q, VOICES[int(rng.integers(len(VOICES)))], rate)
+            spoken.append(speak(q, VOICES[int(rng.integers(len(VOICES)))], rate))
+    return spoken
+
+
+def conversation(
+    turns: int, gap_s: float = 7.0, rate: int = 16000, seed: int = 0, user_voice: str = "espeak"
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """A user side of ``turns`` questions (``questions``) on a fixed timeline: each
+    followed by ``gap_s`` of silence, whatever the agent does.
+
+    Returns (audio, [(start_s, end_s) of each question]).
+    """
+    parts = [np.zeros(int(0.5 * rate), np.float32)]
+    spans = []
+    t = 0.5
+    for s in questions(turns, rate, seed, user_voice):
         spans.append((t, t + len(s) / rate))
         parts += [s, np.zeros(int(gap_s * rate), np.float32)]
         t += len(s) / rate + gap_s

@@ -13,8 +13,9 @@ unfinished sentence makes the turn-taker wait a fragment's pause (up to 2.5 s), 
 this is also what keeps the end-of-turn decision from being misled.
 
 The LM is the end-of-utterance model the default profile already runs on every final
-(``eou_llamacpp.py``); the pass over the reading chosen is cached for its end-of-turn
-score. A beam of 4 and those passes cost ~100 ms, so the cascade asks for this *second look*
+(``eou_llamacpp.py``): it reads the readings in one batch, their shared start once, and
+the pass over the reading chosen is cached for its end-of-turn score. A beam of 4 and
+that pass cost ~150 ms, so the cascade asks for this *second look*
 only when the fast (greedy) final reads as unfinished: the turn-taker would then wait
 most of a second anyway (``models.asr.rescore_below``). ``models/asr.md`` has the
 measurement.
@@ -42,8 +43,8 @@ class NBestRecognizer(Protocol):
 class SentenceScorer(Protocol):
     """A language model that says how likely some words are as a sentence."""
 
-    def text_logprob(self, text: str) -> float | None:
-        """Mean token log-probability of ``text``; None for no words."""
+    def text_logprobs(self, texts: list[str]) -> list[float | None]:
+        """Mean token log-probability of each text (None for no words), in one pass."""
 
 
 class LmRescoredRecognizer:
@@ -75,8 +76,8 @@ class LmRescoredRecognizer:
             return heard
         start = time.perf_counter()
         best_text, best_score, best_total = heard.text, heard.confidence, -float("inf")
-        for text, score in heard.hypotheses:
-            fluency = self.scorer.text_logprob(text)
+        fluencies = self.scorer.text_logprobs([text for text, _ in heard.hypotheses])
+        for (text, score), fluency in zip(heard.hypotheses, fluencies, strict=True):
             if fluency is None:
                 continue
             total = score + self.weight * fluency

@@ -18,12 +18,14 @@ low is dropped, as in Whisper's own reference rule.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,6 +150,7 @@ class WhisperRecognizer:
         self._min_window_s = min_window_s
         self._guards = guards or DecodeGuards()
         self._lock = threading.Lock()
+        self._encoded: tuple[tuple[int, bytes], Any] | None = None  # the last window's encoder output
         self.model_path = path
         logger.info(
             "loaded Whisper from %s (threads=%d, beam=%d, window=%s)",
@@ -210,19 +213,26 @@ class WhisperRecognizer:
         import ctranslate2
 
         n_frames = self._window_frames(len(audio))
-        # Pad the samples, not the features: Whisper's log-mel floor depends on the
-        # loudest frame, so zero samples are what it saw as padding in training.
-        hop = SAMPLE_RATE // _FRAMES_PER_SECOND
-        features = self._features(audio, padding=max(0, n_frames * hop - len(audio)))
-        features = features[:, :n_frames]
-        batch = ctranslate2.StorageView.from_array(
-            np.ascontiguousarray(features[None], dtype=np.float32)
-        )
+        key = (n_frames, hashlib.blake2b(audio.tobytes(), digest_size=16).digest())
+        if self._encoded is not None and self._encoded[0] == key:
+            # The same window again (a second look at a final): its encoding is kept.
+            encoded = self._encoded[1]
+        else:
+            # Pad the samples, not the features: Whisper's log-mel floor depends on the
+            # loudest frame, so zero samples are what it saw as padding in training.
+            hop = SAMPLE_RATE // _FRAMES_PER_SECOND
+            features = self._features(audio, padding=max(0, n_frames * hop - len(audio)))
+            features = features[:, :n_frames]
+            batch = ctranslate2.StorageView.from_array(
+                np.ascontiguousarray(features[None], dtype=np.float32)
+            )
+            encoded = self._model.encode(batch, to_cpu=True)
+            self._encoded = (key, encoded)
         duration_s = len(audio) / SAMPLE_RATE
         # Speech rarely exceeds ~6 tokens/s; a tight cap bounds repetition loops.
         max_tokens = min(224, int(duration_s * 8) + 16)
         result = self._model.generate(
-            batch,
+            encoded,
             [self._prompt],
             beam_size=max(self._beam_size, n_best),
             num_hypotheses=n_best,

@@ -24,6 +24,10 @@ def test_latency_bench_answers_every_question_and_breaks_the_latency_down(tmp_pa
     summary = saved["summary"]["offline"]
     raw = saved["raw"]["offline"]
     assert summary["turns"] == 2 and summary["responses"] == 2  # both spoken questions answered
+    # The user waited for the first answer: the second question did not cut it off.
+    assert summary["barge_ins"] == 0
+    (_, first_end), (second_start, _) = raw["question_spans_s"]
+    assert second_start - first_end >= 7.0
     assert len(raw["eot_score"]) == raw["turns_taken"] == 2
     assert len(raw["user_text"]) == 2 and all(t.strip() for t in raw["user_text"])  # what was heard
     assert summary["over_800_ms"] == sum(1 for v in raw["latency_ms"] if v > 800) == len(raw["slow_turns"])
@@ -36,6 +40,7 @@ def test_latency_bench_answers_every_question_and_breaks_the_latency_down(tmp_pa
         assert all(v > 0 for v in raw[stage]), stage  # every stage measured for every answer
     assert summary["tick_rtf_while_speaking"]["p99"] > 0
     assert report["table"].splitlines()[2].startswith("| offline | 2/2 |")
+    assert saved["user"] == "waits for each answer"
 
 
 def _words(text: str) -> list[str]:

@@ -107,3 +107,32 @@ def test_the_default_profile_rescores_with_its_eou_model(eou: LlamaCppEndOfUtter
     assert "capital of france" in heard.text.lower(), heard.hypotheses
     assert second_look_recognizer(load_config("default", ["models.asr.n_best=1"]), asr, eou) is None
     assert second_look_recognizer(cfg, asr, None) is None
+
+
+def test_readings_scored_in_one_batch_score_as_they_do_alone(eou: LlamaCppEndOfUtterance) -> None:
+    # Readings of one question share their start; one that does not shares nothing.
+    readings = [QUESTION, "What is the capital and friends?", "What is the capitol of France", "How far is Paris?"]
+    eou._recent.clear()
+    together = eou.text_logprobs(readings)
+    scores_together = [eou.end_score(r) for r in readings]  # from the same batch, cached
+    eou._recent.clear()
+    alone = [eou.text_logprob(r) for r in readings]
+    scores_alone = [eou.end_score(r) for r in readings]
+    # llama.cpp's sums differ a little with the batch's make-up (~1 %).
+    assert together == pytest.approx(alone, rel=0.02)
+    assert scores_together == pytest.approx(scores_alone, abs=0.02)
+    assert together[0] > together[1]  # the sentence still wins
+    # Empty and repeated readings: None, and one value per text.
+    again = eou.text_logprobs(["", readings[1], readings[1], " ."])
+    assert again[0] is None and again[3] is None and again[1] == again[2] is not None
+
+
+def test_readings_too_long_for_one_batch_are_read_one_at_a_time(eou: LlamaCppEndOfUtterance) -> None:
+    # Each fits the context alone (~300 tokens), not both at once.
+    long_a = "I went to the market and bought apples and pears and plums. " * 23
+    long_b = "We walked along the river and talked about the weather for hours. " * 21
+    assert len(eou._llm.tokenize((long_a + long_b).encode(), add_bos=False)) > eou.n_ctx
+    eou._recent.clear()
+    together = eou.text_logprobs([long_a, long_b])
+    eou._recent.clear()
+    assert together == pytest.approx([eou.text_logprob(long_a), eou.text_logprob(long_b)], abs=1e-6)
