@@ -279,6 +279,7 @@ class CascadeSession:
         self._playing: _Draft | None = None
         self._final_job: Any = None
         self._final_span = (0.0, 0.0)
+        self._final_segment_start = 0.0  # where the stretch the final reads starts (ms)
         self._final_compute_ms = 0.0
         self._final_text = ""
         self._final_confidence: float | None = None
@@ -342,7 +343,8 @@ class CascadeSession:
                     self._prefill(payload, frame_end)
             elif kind == "final" and r.job is self._final_job:
                 # The recognizer's own time: the job's time also counts the EOU score.
-                payload, self._final_confidence, self._final_compute_ms = payload
+                payload, segment, self._final_confidence, self._final_compute_ms = payload
+                self._segments.append((self._final_segment_start, self._final_span[1], segment))
                 self._final_text = payload
                 self._on_final(payload, t_ms)  # the draft starts now, while the EOU model scores
                 if self._eou_from_llm and payload.strip() and self._draft is not None:
@@ -357,7 +359,8 @@ class CascadeSession:
                 self._pause_draft()
             elif kind == "revised" and r.job is self._final_job:
                 # A second look read the words otherwise: the draft starts again from them.
-                payload, self._final_confidence, self._final_compute_ms = payload
+                payload, segment, self._final_confidence, self._final_compute_ms = payload
+                self._segments[-1] = (self._final_segment_start, self._final_span[1], segment)
                 self._final_text = payload
                 self._restart_draft(payload, t_ms)
             elif kind == "eou" and r.job is self._final_job:
@@ -513,16 +516,17 @@ class CascadeSession:
         end = a.end_ms + 120
         audio = self._audio_span(start, min(end, t_ms + self.config.audio.frame_ms))
         self._final_span = (a.start_ms, a.end_ms)
+        self._final_segment_start = seg_start
         asr, eou, second_look = self.asr, self.eou, self.asr_second_look
         rescore_below = self.config.models.asr.rescore_below
-        segments = self._segments
 
+        # The job reads; the tick records what it read (``_record_segment``), and only for
+        # the final still wanted: a job cancelled mid-read must not leave its words behind.
         def job() -> Iterator[tuple[str, Any]]:
             heard = asr.transcribe(audio)
             new = heard.text.strip()
-            segments.append((seg_start, a.end_ms, new))
             text = f"{head} {new}".strip()
-            yield ("final", (text, heard.confidence, heard.compute_ms))
+            yield ("final", (text, new, heard.confidence, heard.compute_ms))
             if eou is None or not text:
                 return
             score = eou.end_score(text)
@@ -534,9 +538,8 @@ class CascadeSession:
                 again = second_look.transcribe(audio)
                 better = again.text.strip()
                 if better and better != new:
-                    segments[-1] = (seg_start, a.end_ms, better)
                     text = f"{head} {better}".strip()
-                    yield ("revised", (text, again.confidence, heard.compute_ms + again.compute_ms))
+                    yield ("revised", (text, better, again.confidence, heard.compute_ms + again.compute_ms))
                     score = eou.end_score(text)
             yield ("eou", score)
 

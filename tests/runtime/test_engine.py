@@ -382,3 +382,36 @@ def test_a_draft_computes_one_token_a_step_so_a_cancel_stops_it_within_a_token(s
     assert kinds == ["pending"] * 4 + ["text"]
     assert pulled == ["The", " capital", " of", " France", " is"]
     session.close()
+
+
+def test_a_final_cancelled_after_its_read_leaves_no_words_for_the_next(scripted_config):
+    # In a real-time run the worker may finish reading a final the turn-taker has just
+    # withdrawn (the voice came back). Those words must not become the start of the
+    # turn's next final: only a final the tick receives is recorded.
+    from duplex.models.actions import DiscardDraft, Transcribe
+    from duplex.runtime.lanes import InlineLane
+
+    stages = CascadeStages(
+        vad=lambda: EnergyVad(), asr=lambda: ScriptedAsr(["How far away is the moon?"]),
+        llm=lambda: ScriptedLlm(), tts=lambda: ToneTts(16000),
+    )
+    session = CascadeModel(scripted_config, stages).open_session("t", lambda name, background=False: InlineLane(name))
+    audio, t = np.concatenate([tone(1.0), silence(0.2)]), 0.0
+    for i in range(0, len(audio) - session.frame + 1, session.frame):
+        session.listen(audio[i : i + session.frame], t)
+        t += scripted_config.audio.frame_ms
+    session.act([Transcribe(0.0, 900.0, draft=True)], t)
+    produced, item = session._final_job.step()  # the worker reads it ...
+    assert produced and item[0] == "final"
+    session.act([DiscardDraft()], t)  # ... as the turn-taker withdraws it
+    assert session._segments == []
+
+    session.act([Transcribe(0.0, 1000.0, draft=True)], t)
+    finals = []
+    for _ in range(10):
+        heard = session.listen(np.zeros(session.frame, np.float32), t)
+        finals += [e.text for e in heard.events if e.type == "user.transcript.final"]
+        t += scripted_config.audio.frame_ms
+    assert finals == ["How far away is the moon?"]
+    assert session._segments == [(0.0, 1000.0, "How far away is the moon?")]
+    session.close()
