@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -280,7 +281,9 @@ class LlamaCppEndOfUtterance:
             if len(self._recent) > _RECENT_READS:
                 self._recent.popitem(last=False)
 
-    def _decode(self, rows: list[tuple[int, int, range]], n_seqs: int) -> tuple[np.ndarray, Any]:
+    def _decode(
+        self, rows: list[tuple[int, int, range]], n_seqs: int
+    ) -> tuple[np.ndarray, Callable[[int], np.ndarray]]:
         """One llama.cpp batch of ``rows`` after the cached system prompt. Returns every
         row's logits and a function from a row to its hidden state (valid until the next
         decode); the cache is left holding the system prompt alone."""

@@ -125,6 +125,9 @@ def test_readings_scored_in_one_batch_score_as_they_do_alone(eou: LlamaCppEndOfU
     # Empty and repeated readings: None, and one value per text.
     again = eou.text_logprobs(["", readings[1], readings[1], " ."])
     assert again[0] is None and again[3] is None and again[1] == again[2] is not None
+    # A one-token reading: no row of its own predicts a token after the first.
+    short = eou.text_logprobs(["Why", "Why not"])
+    assert all(v is not None and np.isfinite(v) for v in short) and short[0] != short[1]
 
 
 def test_readings_too_long_for_one_batch_are_read_one_at_a_time(eou: LlamaCppEndOfUtterance) -> None:
