@@ -233,19 +233,20 @@ class LlamaCppEndOfUtterance:
         """
         words = [strip_final_punctuation(t) for t in texts]
         with self._lock:
-            todo = list(dict.fromkeys(w for w in words if w and w not in self._recent))
-            if todo:
-                self._evaluate(todo)
-            reads: list[tuple[np.ndarray, float] | None] = []
+            found: dict[str, tuple[np.ndarray, float]] = {}
             for w in words:
-                read = self._recent.get(w) if w else None
-                if read is not None:
+                if w and w in self._recent:
                     self._recent.move_to_end(w)
-                reads.append(read)
-        return reads
+                    found[w] = self._recent[w]
+            todo = list(dict.fromkeys(w for w in words if w and w not in found))
+            if todo:
+                # Held here, not only in the cache: new reads may push this call's own out.
+                found.update(self._evaluate(todo))
+        return [found[w] if w else None for w in words]
 
-    def _evaluate(self, texts: list[str]) -> None:
-        """Read ``texts`` (distinct, non-empty words) into the cache, in one batch if they fit."""
+    def _evaluate(self, texts: list[str]) -> dict[str, tuple[np.ndarray, float]]:
+        """Read ``texts`` (distinct, non-empty words), in one batch if they fit; the reads
+        are also cached."""
         n0 = len(self._prefix)
         room = self.n_ctx - n0 - 2
         seqs = [self._llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)[-room:] for t in texts]
@@ -254,14 +255,13 @@ class LlamaCppEndOfUtterance:
             shared += 1  # a text's last token stays its own: its hidden state is read there
         n_rows = shared + sum(len(q) - shared for q in seqs)
         if len(texts) > 1 and (n_rows > self._max_rows or len(texts) > self._max_seqs):
-            for t in texts:
-                self._evaluate([t])
-            return
+            return {t: read for one in texts for t, read in self._evaluate([one]).items()}
         # (token, position, sequences) rows: the shared start once, then each text's rest.
         rows = [(tok, n0 + i, range(len(seqs))) for i, tok in enumerate(seqs[0][:shared])]
         for k, q in enumerate(seqs):
             rows += [(tok, n0 + i, range(k, k + 1)) for i, tok in enumerate(q[shared:], start=shared)]
         logits, hidden_of = self._decode(rows, len(seqs))
+        reads = {}
         for k, (text, q) in enumerate(zip(texts, seqs, strict=True)):
             mine = [i for i, (_, _, in_seqs) in enumerate(rows) if k in in_seqs]
             # Row i predicts the token after it; the first token's row is the system prompt's.
@@ -274,12 +274,14 @@ class LlamaCppEndOfUtterance:
             last = np.asarray(logits[mine[-1]], np.float64)
             p = np.exp(last - last.max())
             p_end = float(p[self._end_ids].sum() / p.sum())
-            self._recent[text] = (
+            reads[text] = (
                 np.append(hidden_of(mine[-1]), np.float32(math.log10(max(p_end, 1e-9)))),
                 float(np.mean(token_logprobs)),
             )
+            self._recent[text] = reads[text]
             if len(self._recent) > _RECENT_READS:
                 self._recent.popitem(last=False)
+        return reads
 
     def _decode(
         self, rows: list[tuple[int, int, range]], n_seqs: int

@@ -139,3 +139,16 @@ def test_readings_too_long_for_one_batch_are_read_one_at_a_time(eou: LlamaCppEnd
     together = eou.text_logprobs([long_a, long_b])
     eou._recent.clear()
     assert together == pytest.approx([eou.text_logprob(long_a), eou.text_logprob(long_b)], abs=1e-6)
+
+
+def test_a_cached_reading_is_not_lost_to_the_new_ones_read_with_it(eou: LlamaCppEndOfUtterance) -> None:
+    # The greedy final's words are cached, then pushed to the oldest place by other passes;
+    # reading them again with new readings must not evict them before they are returned.
+    eou._recent.clear()
+    eou.end_score("Can you suggest a name for my new puppy?")
+    for i in range(7):
+        eou.end_score(f"Filler sentence number {i}")
+    readings = ["Can you suggest a name for my new puppy?", "Can you suggest a name for my new puppet?"]
+    values = eou.text_logprobs(readings)
+    assert all(v is not None for v in values)
+    assert values[0] > values[1]
