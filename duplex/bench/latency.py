@@ -63,6 +63,15 @@ def _collect(events: list[Any], spans: list[tuple[float, float]]) -> dict[str, A
     return out
 
 
+def _hear(session: Any, user: WaitingUser | FixedTimelineUser, events: list[Any]) -> None:
+    """Hand the session's new events to the user (who waits on the agent's audio) and
+    keep all but the audio itself."""
+    for e in session.channel.drain():
+        user.observe(e)
+        if e.type != "agent.audio":
+            events.append(e)
+
+
 def run_offline(config, user: WaitingUser | FixedTimelineUser) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN001
     rt = Runtime(config, clock="offline")
     try:
@@ -71,10 +80,7 @@ def run_offline(config, user: WaitingUser | FixedTimelineUser) -> tuple[dict[str
         n = s.frame_samples
         while not user.finished:
             s.step(user.frame(n))
-            for e in s.channel.drain():
-                user.observe(e)
-                if e.type != "agent.audio":
-                    events.append(e)
+            _hear(s, user, events)
         return _collect(events, user.spans), s.metrics.summary()
     finally:
         rt.close()
@@ -91,14 +97,11 @@ def run_realtime(config, user: WaitingUser | FixedTimelineUser) -> tuple[dict[st
         while not user.finished:
             s.push_audio(user.frame(n))
             sent += n
-            for e in s.channel.drain():
-                user.observe(e)
-                if e.type != "agent.audio":
-                    events.append(e)
+            _hear(s, user, events)
             due = t0 + sent / config.audio.input_sample_rate
             time.sleep(max(0.0, due - time.monotonic()))
         time.sleep(0.3)
-        events += [e for e in s.channel.drain() if e.type != "agent.audio"]
+        _hear(s, user, events)
         return _collect(events, user.spans), s.metrics.summary()
     finally:
         rt.close()

@@ -520,8 +520,8 @@ class CascadeSession:
         asr, eou, second_look = self.asr, self.eou, self.asr_second_look
         rescore_below = self.config.models.asr.rescore_below
 
-        # The job reads; the tick records what it read (``_record_segment``), and only for
-        # the final still wanted: a job cancelled mid-read must not leave its words behind.
+        # The job reads; the tick records what it read (in ``listen``), and only for the
+        # final still wanted: a job cancelled mid-read must not leave its words behind.
         def job() -> Iterator[tuple[str, Any]]:
             heard = asr.transcribe(audio)
             new = heard.text.strip()

@@ -39,6 +39,7 @@ import numpy as np
 from duplex.config import EouConfig
 from duplex.errors import BackendError, ModelNotFound
 from duplex.models.llm_llamacpp import (
+    end_probability,
     end_token_ids,
     gguf_to_load,
     semantic_end_score,
@@ -49,6 +50,13 @@ log = logging.getLogger(__name__)
 
 BUILTIN_HEAD = "builtin"
 _RECENT_READS = 8  # passes kept: the n-best readings of one final, then its scoring
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the vocabulary, one row a position (float64)."""
+    rows = np.asarray(logits, np.float64)
+    top = rows.max(axis=1, keepdims=True)
+    return rows - (top + np.log(np.exp(rows - top).sum(axis=1, keepdims=True)))
 
 
 def builtin_head_path() -> Path:
@@ -175,8 +183,7 @@ class LlamaCppEndOfUtterance:
         self._llm.eval(self._prefix)
         self._n_vocab = int(self._llm.n_vocab())
         # log P(first token) of a user message: the system prompt's last row, read once.
-        first = np.asarray(self._llm.scores[len(self._prefix) - 1], np.float64)
-        self._first_logprobs = first - (first.max() + np.log(np.exp(first - first.max()).sum()))
+        self._first_logprobs = _log_softmax(self._llm.scores[len(self._prefix) - 1][None])[0]
         # Rows a batch may hold: the cache holds the system prompt and every row once.
         self._max_rows = min(int(self._llm.n_batch), n_ctx - len(self._prefix) - 2)
         self._max_seqs = int(self._llm.context_params.n_seq_max)
@@ -265,15 +272,9 @@ class LlamaCppEndOfUtterance:
         for k, (text, q) in enumerate(zip(texts, seqs, strict=True)):
             mine = [i for i, (_, _, in_seqs) in enumerate(rows) if k in in_seqs]
             # Row i predicts the token after it; the first token's row is the system prompt's.
-            predicting = np.asarray(logits[mine[:-1]], np.float64)
-            top = predicting.max(axis=1, keepdims=True)
-            log_norm = top[:, 0] + np.log(np.exp(predicting - top).sum(axis=1))
-            token_logprobs = np.append(
-                self._first_logprobs[q[0]], predicting[np.arange(len(q) - 1), q[1:]] - log_norm
-            )
-            last = np.asarray(logits[mine[-1]], np.float64)
-            p = np.exp(last - last.max())
-            p_end = float(p[self._end_ids].sum() / p.sum())
+            predicting = _log_softmax(logits[mine[:-1]])
+            token_logprobs = np.append(self._first_logprobs[q[0]], predicting[np.arange(len(q) - 1), q[1:]])
+            p_end = end_probability(logits[mine[-1]], self._end_ids)
             reads[text] = (
                 np.append(hidden_of(mine[-1]), np.float32(math.log10(max(p_end, 1e-9)))),
                 float(np.mean(token_logprobs)),

@@ -170,11 +170,14 @@ def last_token_end_probability(llm: Any, end_ids: np.ndarray) -> float:
     projection of every token would cost more than the layers).
     """
     n_vocab = llm.n_vocab()
-    last = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,))
-    logits = last.astype(np.float64)
+    return end_probability(np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,)), end_ids)
+
+
+def end_probability(logits: np.ndarray, end_ids: np.ndarray) -> float:
+    """P(the next token is one of ``end_ids``) from one position's logits."""
+    logits = logits.astype(np.float64)
     p = np.exp(logits - logits.max())
-    p /= p.sum()
-    return float(p[end_ids].sum())
+    return float(p[end_ids].sum() / p.sum())
 
 
 def semantic_end_score(end_probability: float) -> float:
