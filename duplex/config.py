@@ -71,6 +71,9 @@ class AsrConfig:
     n_best: int = 4
     lm_weight: float = 0.2
     rescore_below: float = 0.56
+    # If the reading chosen still reads as unfinished, a wider look: the same audio in a
+    # window this wide (seconds), its readings pooled with the first ones (~130 ms; 0: off).
+    wide_window_s: int = 12
     partial_interval_ms: int = 480
     max_utterance_s: float = 28.0
 

@@ -160,7 +160,9 @@ class WhisperRecognizer:
             "30s" if full_window else "fit",
         )
 
-    def transcribe(self, audio: np.ndarray, n_best: int | None = None) -> Transcript:
+    def transcribe(
+        self, audio: np.ndarray, n_best: int | None = None, min_window_s: int | None = None
+    ) -> Transcript:
         """Transcribe mono float32 audio at 16 kHz.
 
         Audio longer than 30 s is decoded in consecutive 30 s windows.
@@ -169,6 +171,9 @@ class WhisperRecognizer:
             audio: 1-D float32 samples in [-1, 1] at :attr:`sample_rate`.
             n_best: readings to return in ``Transcript.hypotheses`` (beam search over at
                 least that many); None or 1 returns only the best.
+            min_window_s: the shortest window, for this call (None: the one set at
+                construction). A wider window is another view of the same audio: Whisper
+                hears some words better with more padding (``asr_rescore``).
 
         Returns:
             The text (empty for silence, noise or an empty array) and the compute time.
@@ -186,7 +191,7 @@ class WhisperRecognizer:
             for offset in range(0, len(audio), window):
                 piece = audio[offset : offset + window]
                 if self._has_speech_energy(piece):
-                    pieces.append(self._decode_window(piece, n_best or 1))
+                    pieces.append(self._decode_window(piece, n_best or 1, min_window_s))
         text = " ".join(p for p, _, _ in pieces if p)
         scores = [s for p, s, _ in pieces if p]
         return Transcript(
@@ -207,12 +212,14 @@ class WhisperRecognizer:
         rms = np.sqrt(np.mean(audio[:usable].reshape(-1, frame) ** 2, axis=1))
         return float(rms.max()) >= self._guards.min_frame_rms
 
-    def _decode_window(self, audio: np.ndarray, n_best: int) -> tuple[str, float, tuple[tuple[str, float], ...]]:
+    def _decode_window(
+        self, audio: np.ndarray, n_best: int, min_window_s: int | None = None
+    ) -> tuple[str, float, tuple[tuple[str, float], ...]]:
         """Text of one window, its average token log-probability and the n-best readings
         (distinct texts, best first; empty with ``n_best`` 1)."""
         import ctranslate2
 
-        n_frames = self._window_frames(len(audio))
+        n_frames = self._window_frames(len(audio), min_window_s)
         key = (n_frames, hashlib.blake2b(audio.tobytes(), digest_size=16).digest())
         if self._encoded is not None and self._encoded[0] == key:
             # The same window again (a second look at a final): its encoding is kept.
@@ -257,10 +264,11 @@ class WhisperRecognizer:
             return "", avg_logprob, ()
         return text, avg_logprob, hypotheses
 
-    def _window_frames(self, n_samples: int) -> int:
+    def _window_frames(self, n_samples: int, min_window_s: int | None = None) -> int:
         if self._full_window:
             return _MAX_WINDOW_S * _FRAMES_PER_SECOND
-        seconds = max(self._min_window_s, math.ceil(n_samples / SAMPLE_RATE + self._guards.tail_s))
+        shortest = self._min_window_s if min_window_s is None else min_window_s
+        seconds = max(shortest, math.ceil(n_samples / SAMPLE_RATE + self._guards.tail_s))
         return min(seconds, _MAX_WINDOW_S) * _FRAMES_PER_SECOND
 
 

@@ -55,6 +55,7 @@ from duplex.models.actions import (
     TakeTurn,
     Transcribe,
 )
+from duplex.models.asr_rescore import Looker, look_again
 from duplex.models.base import AgentStatus, LaneFactory, ListenSignals, SpeakResult
 from duplex.models.context import Dialogue
 from duplex.models.llm_llamacpp import semantic_end_score
@@ -203,7 +204,7 @@ class CascadeStages:
     asr_partial: Callable[[], SpeechRecognizer] | None = None  # None: the same as ``asr``
     eou: Callable[[], Any] | None = None  # end-of-utterance model: ``end_score(text)`` in 0..1
     # A slower, better reading of a final that scored as unfinished (``asr_rescore``).
-    asr_second_look: Callable[[], SpeechRecognizer] | None = None
+    asr_second_look: Callable[[], Looker] | None = None
     # The LLM gives the end-of-utterance probability from its own prompt pass
     # (``last_end_probability``): the final waits for the draft's first token.
     eou_from_llm: bool = False
@@ -530,17 +531,21 @@ class CascadeSession:
             if eou is None or not text:
                 return
             score = eou.end_score(text)
-            if second_look is not None and score < rescore_below:
-                # It reads as unfinished, so the turn-taker would wait a while anyway:
+            if second_look is not None:
+                # While it reads as unfinished, the turn-taker would wait a while anyway:
                 # time for the recognizer's other readings (a mis-heard question often
                 # reads as a fragment). A better one replaces the final and its score.
-                yield ("second_look", None)  # the draft pauses: the look needs the cores
-                again = second_look.transcribe(audio)
-                better = again.text.strip()
-                if better and better != new:
-                    text = f"{head} {better}".strip()
-                    yield ("revised", (text, better, again.confidence, heard.compute_ms + again.compute_ms))
-                    score = eou.end_score(text)
+                def end_score(words: str) -> float:
+                    return eou.end_score(f"{head} {words}".strip())
+
+                for step in look_again(second_look, audio, new, score, end_score, rescore_below):
+                    if step is None:
+                        yield ("second_look", None)  # the draft pauses: the look needs the cores
+                        continue
+                    again, score = step
+                    better = again.text.strip()
+                    ms = heard.compute_ms + again.compute_ms
+                    yield ("revised", (f"{head} {better}".strip(), better, again.confidence, ms))
             yield ("eou", score)
 
         self._final_job = self.listen_lane.submit("asr-final", job, t_ms + self.config.audio.frame_ms)

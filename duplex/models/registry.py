@@ -60,7 +60,7 @@ def second_look_recognizer(
         return None
     from duplex.models.asr_rescore import LmRescoredRecognizer
 
-    return LmRescoredRecognizer(asr, eou, m.asr.lm_weight, m.asr.n_best)
+    return LmRescoredRecognizer(asr, eou, m.asr.lm_weight, m.asr.n_best, m.asr.wide_window_s)
 
 
 def end_of_utterance_model(config: Config) -> LlamaCppEndOfUtterance | None:

@@ -119,6 +119,7 @@ def main() -> None:
     from duplex.bench.speech import speak
     from duplex.config import load_config
     from duplex.eval.generate import PAUSED, QUESTIONS
+    from duplex.models.asr_rescore import look_again
     from duplex.models.registry import (
         end_of_utterance_model,
         final_recognizer,
@@ -147,10 +148,13 @@ def main() -> None:
                     heard = asr.transcribe(audio)
                     text = heard.text
                     p = eou.end_score(text) if eou is not None and text else None
-                    if second_look is not None and p is not None and p < cfg.models.asr.rescore_below:
-                        heard = second_look.transcribe(audio)  # as the cascade's final job does
-                        text = heard.text or text
-                        p = eou.end_score(text) if eou is not None and text else None
+                    if second_look is not None and eou is not None and p is not None:
+                        # as the cascade's final job does
+                        below = cfg.models.asr.rescore_below
+                        for step in look_again(second_look, audio, text, p, eou.end_score, below):
+                            if step is not None:
+                                heard, p = step
+                                text = heard.text
                     score = blend_end_of_turn(text, p)
                     pause = pause_needed_ms(score, cfg.turn)
                     rows.append(Scored(name, kind, sentence, voice, text, heard.confidence, p, score, pause))

@@ -10,7 +10,7 @@ import pytest
 
 from duplex.bench.speech import speak
 from duplex.config import load_config
-from duplex.models.asr_rescore import LmRescoredRecognizer
+from duplex.models.asr_rescore import LmRescoredRecognizer, look_again
 from duplex.models.asr_whisper import WhisperRecognizer
 from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
 from duplex.models.registry import final_recognizer, second_look_recognizer
@@ -38,18 +38,27 @@ def question() -> np.ndarray:
 
 
 class _Readings:
-    """A recognizer that always gives these readings (the words, not the audio, are tested)."""
+    """A recognizer that always gives these readings, and ``wide`` in a wider window (the
+    words, not the audio, are tested)."""
 
     sample_rate = 16000
 
-    def __init__(self, readings: tuple[tuple[str, float], ...]) -> None:
+    def __init__(
+        self, readings: tuple[tuple[str, float], ...], wide: tuple[tuple[str, float], ...] = ()
+    ) -> None:
         self.readings = readings
+        self.wide = wide
         self.asked: list[int | None] = []
+        self.windows: list[int | None] = []
 
-    def transcribe(self, audio: np.ndarray, n_best: int | None = None) -> Transcript:
+    def transcribe(
+        self, audio: np.ndarray, n_best: int | None = None, min_window_s: int | None = None
+    ) -> Transcript:
         self.asked.append(n_best)
-        text, score = self.readings[0]
-        return Transcript(text, 5.0, score, self.readings)
+        self.windows.append(min_window_s)
+        readings = self.wide if min_window_s else self.readings
+        text, score = readings[0]
+        return Transcript(text, 5.0, score, readings)
 
 
 def test_n_best_readings_are_distinct_and_best_first(asr: WhisperRecognizer, question: np.ndarray) -> None:
@@ -152,3 +161,68 @@ def test_a_cached_reading_is_not_lost_to_the_new_ones_read_with_it(eou: LlamaCpp
     values = eou.text_logprobs(readings)
     assert all(v is not None for v in values)
     assert values[0] > values[1]
+
+
+def test_a_wider_look_pools_its_readings_but_not_shorter_ones(eou: LlamaCppEndOfUtterance) -> None:
+    first = (("What is the capital and friends?", -0.30), ("What is the capital and France?", -0.50))
+    wide = (("What is the capital?", -0.10), (QUESTION, -0.40), ("What is the capital and friends?", -0.35))
+    inner = _Readings(first, wide)
+    looker = LmRescoredRecognizer(inner, eou, weight=0.2, n_best=4, wide_window_s=12)
+    looks = looker.looks(np.zeros(32000, np.float32))
+    one = next(looks)
+    assert inner.windows == [None]  # the wider look waits until it is asked for
+    assert one.text == "What is the capital and friends?"
+    two = next(looks)
+    assert inner.windows == [None, 12] and next(looks, None) is None
+    # Pooled: the first window's readings, with the better score of a reading read twice;
+    # "What is the capital?" is shorter than the first choice and is left out.
+    assert dict(two.hypotheses) == {
+        "What is the capital and friends?": -0.30,
+        "What is the capital and France?": -0.50,
+        QUESTION: -0.40,
+    }
+    assert two.text == QUESTION and two.confidence == -0.40
+    assert two.compute_ms >= one.compute_ms + 5.0
+    # Off, or audio as long as the wide window: one look.
+    assert len(list(LmRescoredRecognizer(inner, eou, weight=0.2).looks(np.zeros(1600, np.float32)))) == 1
+    assert len(list(looker.looks(np.zeros(16000 * 12, np.float32)))) == 1
+    with pytest.raises(ValueError, match="wide_window_s"):
+        LmRescoredRecognizer(inner, eou, weight=0.2, wide_window_s=-1)
+
+
+def test_look_again_stops_once_the_words_read_as_finished(eou: LlamaCppEndOfUtterance) -> None:
+    def end_score(words: str) -> float:
+        return 0.9 if words.endswith("?") else 0.1
+
+    audio = np.zeros(32000, np.float32)
+    # The first look finds the question: no wider look.
+    inner = _Readings((("What is the capital and", -0.3), (QUESTION, -0.35)), ((QUESTION, -0.2),))
+    looker = LmRescoredRecognizer(inner, eou, weight=0.2, wide_window_s=12)
+    steps = list(look_again(looker, audio, "What is the capital and", 0.1, end_score, 0.5))
+    assert steps[0] is None and steps[1] is not None and len(steps) == 2
+    assert steps[1][0].text == QUESTION and steps[1][1] == 0.9 and inner.windows == [None]
+    # Nothing better in either look: two looks, no reading.
+    inner = _Readings((("What is the capital and", -0.3), ("What is the capitol and", -0.9)), (("What is the capital and", -0.2),))
+    looker = LmRescoredRecognizer(inner, eou, weight=0.2, wide_window_s=12)
+    assert list(look_again(looker, audio, "What is the capital and", 0.1, end_score, 0.5)) == [None, None, None]
+    assert inner.windows == [None, 12]
+    # Already finished: no look at all.
+    assert list(look_again(looker, audio, QUESTION, 0.9, end_score, 0.5)) == []
+
+
+def test_the_wider_look_reads_a_wider_window_of_the_real_audio(
+    eou: LlamaCppEndOfUtterance, question: np.ndarray
+) -> None:
+    asr = WhisperRecognizer(threads=2)
+    looker = second_look_recognizer(load_config("default"), asr, eou)
+    assert looker is not None and looker.wide_window_s == 12
+    looks = looker.looks(question)
+    one = next(looks)
+    assert asr._encoded is not None and asr._encoded[0][0] == 300  # 2.6 s + tail: a 3 s window
+    two = next(looks)
+    assert asr._encoded[0][0] == 1200  # 12 s of log-mel frames
+    first_texts = {t for t, _ in one.hypotheses}
+    assert first_texts <= {t for t, _ in two.hypotheses}
+    assert all(len(t.split()) >= len(one.text.split()) for t, _ in two.hypotheses if t not in first_texts)
+    assert two.compute_ms > one.compute_ms  # the second counts both
+    assert "capital of france" in two.text.lower(), two.hypotheses

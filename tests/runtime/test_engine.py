@@ -12,6 +12,7 @@ import pytest
 from duplex.config import config_from_dict
 from duplex.models.cascade import CascadeModel, CascadeStages
 from duplex.models.scripted import EnergyVad, ScriptedAsr, ScriptedLlm, ToneTts, scripted_model
+from duplex.models.stages import Transcript
 from duplex.runtime.runtime import Runtime
 
 from conftest import silence, tone
@@ -288,6 +289,19 @@ class _QuestionEou:
         return 0.95 if text.rstrip().endswith("?") else 0.1
 
 
+class _Looks:
+    """A second look whose looks read these words, one a look (``asr_rescore.Looker``)."""
+
+    def __init__(self, *readings: str) -> None:
+        self.readings = readings
+        self.looked = 0
+
+    def looks(self, audio):
+        for text in self.readings:
+            self.looked += 1
+            yield Transcript(text, 5.0)
+
+
 def _misheard_question_model(config, second_look):
     heard = ScriptedAsr(["What is the capital and"])  # the fast reading: a fragment
     tts = ToneTts(16000)
@@ -317,7 +331,7 @@ def _turn_events(config, model):
 
 
 def test_a_final_that_reads_as_unfinished_gets_a_second_look(scripted_config):
-    model, llms = _misheard_question_model(scripted_config, ScriptedAsr(["What is the capital of France?"]))
+    model, llms = _misheard_question_model(scripted_config, _Looks("What is the capital of France?"))
     events = _turn_events(scripted_config, model)
 
     # One final, with the better reading; the turn is taken after a question's short pause.
@@ -329,6 +343,21 @@ def test_a_final_that_reads_as_unfinished_gets_a_second_look(scripted_config):
     # The draft started on the first reading was redone on the second.
     assert llms[0].requests[-1][-1].content == "What is the capital of France?"
     assert any(e.type == "agent.audio.started" for e in events)
+
+
+def test_a_wider_look_follows_a_first_look_that_still_reads_unfinished(scripted_config):
+    looks = _Looks("What is the capital and France", "What is the capital of France?", "never read")
+    model, llms = _misheard_question_model(scripted_config, looks)
+    events = _turn_events(scripted_config, model)
+
+    assert looks.looked == 2  # the question reads as finished: no third look
+    assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital of France?"]
+    taken = [e for e in events if e.type == "turn.taken"]
+    assert [e.text for e in taken] == ["What is the capital of France?"]
+    assert taken[0].t_ms - taken[0].end_of_speech_ms < 600
+    # The draft was redone on each reading, and the answer is to the last.
+    assert [r[-1].content for r in llms[0].requests][-1] == "What is the capital of France?"
+    assert len([e for e in events if e.type == "agent.audio.started"]) == 1
 
 
 def test_without_a_second_look_the_misreading_waits_a_fragments_pause(scripted_config):
@@ -343,7 +372,7 @@ def test_without_a_second_look_the_misreading_waits_a_fragments_pause(scripted_c
 def test_a_second_look_that_keeps_the_words_still_answers_them(scripted_config):
     # The draft pauses while the recognizer looks again; the look finds nothing better,
     # so the draft starts again from the same words and is spoken once the turn ends.
-    model, llms = _misheard_question_model(scripted_config, ScriptedAsr(["What is the capital and"]))
+    model, llms = _misheard_question_model(scripted_config, _Looks("What is the capital and"))
     events = _turn_events(scripted_config, model)
 
     assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital and"]
