@@ -1,9 +1,11 @@
 """``duplex bench soak``: a long simulated conversation through the real models on the
 offline clock, for flat memory and no latency drift (first vs last ten turns).
 
-The user asks the benchmark questions in turn (espeak-ng voices), one every
-``gap_s`` seconds, for ``minutes`` of stream time. Every turn's response latency
-and the process's RSS are recorded.
+The user asks the benchmark questions in turn (espeak-ng voices), again and again, for
+``minutes`` of stream time. It waits for each answer as the latency bench's user does
+(``bench.user.WaitingUser``): the next question comes ``gap_s`` after the last, or 1 s
+after the agent falls silent, whichever is later. Every turn's response latency, the
+barge-ins (0 when the user waits) and the process's RSS are recorded.
 """
 
 from __future__ import annotations
@@ -16,44 +18,44 @@ import numpy as np
 import psutil
 
 from duplex.bench.speech import QUESTIONS, VOICES, speak
+from duplex.bench.user import WaitingUser
 from duplex.config import load_config
-from duplex.events import AgentAudioStarted
+from duplex.events import AgentAudioStarted, BargeIn
 from duplex.runtime.metrics import percentiles
 from duplex.runtime.runtime import Runtime
 
 
-def run_soak(minutes: float = 60.0, gap_s: float = 9.0, config_name: str | None = None,
+def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None = None,
              overrides: list[str] | None = None, out: Path | None = None, progress: Any = None) -> dict[str, Any]:
     config = load_config(config_name, overrides)
     questions = [speak(q, VOICES[i % len(VOICES)]) for i, q in enumerate(QUESTIONS)]
+    user = WaitingUser(questions, 16000, gap_s=gap_s, repeat=True)
     rt = Runtime(config, clock="offline")
     proc = psutil.Process()
     latencies: list[float] = []
     stages: list[dict[str, float]] = []  # per response: where its latency went
     rss: list[tuple[float, float]] = []
+    barge_ins = 0
     try:
         s = rt.open_session("soak")
         n = s.frame_samples
         total_ticks = int(minutes * 60_000 / s.frame_ms)
-        gap = np.zeros(int(gap_s * 16000), np.float32)
-        q = 0
-        buf = np.zeros(0, np.float32)
         for tick in range(total_ticks):
-            if len(buf) < n:
-                buf = np.concatenate([buf, questions[q % len(questions)], gap])
-                q += 1
-            s.step(buf[:n])
-            buf = buf[n:]
+            s.step(user.frame(n))
             for e in s.channel.drain():
+                user.observe(e)
                 if isinstance(e, AgentAudioStarted):
                     latencies.append(e.latency_ms)
                     stages.append(dict(e.breakdown_ms))
+                elif isinstance(e, BargeIn) and e.phase == "confirmed":
+                    barge_ins += 1
             if tick % 1875 == 0:  # every minute of stream time
                 rss.append((s.t_ms / 60_000, proc.memory_info().rss / 1e6))
                 if progress:
                     progress(tick, total_ticks)
     finally:
         rt.close()
+    q = user.asked
     first, last = latencies[:10], latencies[-10:]
     # Tails drift too (a context overflow stalls one answer in thirty): p95 per third.
     third = max(1, len(latencies) // 3)
@@ -62,6 +64,7 @@ def run_soak(minutes: float = 60.0, gap_s: float = 9.0, config_name: str | None 
         "minutes": minutes,
         "questions": q,
         "responses": len(latencies),
+        "barge_ins": barge_ins,
         "latency_first10_ms": percentiles(first),
         "latency_last10_ms": percentiles(last),
         "latency_all_ms": percentiles(latencies),
@@ -81,10 +84,10 @@ def run_soak(minutes: float = 60.0, gap_s: float = 9.0, config_name: str | None 
         "rss_growth_after_warmup_mb": (warm[-1] - warm[0]) if warm else 0.0,
     }
     report["table"] = (
-        "| stream minutes | responses | latency p50 first 10 | latency p50 last 10 | p95 first third | p95 last third | max "
+        "| stream minutes | answers | barge-ins | latency p50 first 10 | latency p50 last 10 | p95 first third | p95 last third | max "
         "| RSS after 2 min → end | growth |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
-        f"| {minutes:.0f} | {len(latencies)}/{q} | {report['latency_first10_ms']['p50']:.0f} ms | {report['latency_last10_ms']['p50']:.0f} ms | "
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+        f"| {minutes:.0f} | {len(latencies)}/{q} | {barge_ins} | {report['latency_first10_ms']['p50']:.0f} ms | {report['latency_last10_ms']['p50']:.0f} ms | "
         f"{report['latency_first_third_ms']['p95']:.0f} ms | {report['latency_last_third_ms']['p95']:.0f} ms | "
         f"{report['latency_all_ms']['max']:.0f} ms | {warm[0]:.0f} → {warm[-1]:.0f} MB | {report['rss_growth_after_warmup_mb']:+.1f} MB |"
     )

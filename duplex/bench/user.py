@@ -29,6 +29,7 @@ class WaitingUser:
         after_answer_s: least time from the end of the agent's answer to the next question.
         max_wait_s: most time from the end of a question to the next, answered or not.
         lead_in_s: silence before the first question.
+        repeat: ask the questions again from the first, without end (a soak).
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class WaitingUser:
         after_answer_s: float = 1.0,
         max_wait_s: float = 30.0,
         lead_in_s: float = 0.5,
+        repeat: bool = False,
     ) -> None:
         if not spoken:
             raise ValueError("the user needs at least one question")
@@ -48,6 +50,7 @@ class WaitingUser:
         self.gap_s = gap_s
         self.after_answer_s = after_answer_s
         self.max_wait_s = max_wait_s
+        self.repeat = repeat
         self.spans: list[tuple[float, float]] = []  # (start_s, end_s) of each question asked
         self._spoken = list(spoken)
         self._buf = np.zeros(int(lead_in_s * rate), np.float32)
@@ -83,13 +86,19 @@ class WaitingUser:
     @property
     def finished(self) -> bool:
         """Every question asked, and the last answer waited for."""
-        return self._asked == len(self._spoken) and len(self._buf) == 0 and self._waited()
+        return not self.repeat and self._asked == len(self._spoken) and len(self._buf) == 0 and self._waited()
+
+    @property
+    def asked(self) -> int:
+        """Questions asked so far."""
+        return self._asked
 
     def frame(self, n: int) -> np.ndarray:
         """The next ``n`` samples the user says (silence while waiting)."""
         while len(self._buf) < n:
-            if len(self._buf) == 0 and self._asked < len(self._spoken) and self._waited():
-                q = self._spoken[self._asked]
+            left = self.repeat or self._asked < len(self._spoken)
+            if len(self._buf) == 0 and left and self._waited():
+                q = self._spoken[self._asked % len(self._spoken)]
                 self._asked += 1
                 self._answer_end_s = None
                 start = self.t_s

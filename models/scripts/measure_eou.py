@@ -18,6 +18,12 @@ Usage::
     python models/scripts/measure_eou.py                      # the default profile
     python models/scripts/measure_eou.py --set models.eou.system_prompt="..."
     python models/scripts/measure_eou.py --out eou.json -v    # every transcript and score
+    python models/scripts/measure_eou.py --audio clips.npz    # the same speech in every run
+
+espeak-ng's in-process library does not say a sentence the same way twice in one process
+(models/asr.md), so two runs hear slightly different audio. To compare two settings or two
+commits on the same speech, pass ``--audio``: the first run saves what it synthesized
+there, later runs read it.
 """
 
 from __future__ import annotations
@@ -113,6 +119,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, help="write every transcript and score as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every miss")
+    parser.add_argument(
+        "--audio", type=Path, help="an .npz of the spoken sentences: read if it exists, else written"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT))
@@ -138,26 +147,42 @@ def main() -> None:
         "eval": (QUESTIONS, [first for first, _ in PAUSED]),
         "held-out": (HELD_OUT_FINISHED, HELD_OUT_FRAGMENTS),
     }
+    spoken = [
+        (name, kind, sentence, voice)
+        for name, (finished, fragments) in sets.items()
+        for kind, sentences in (("finished", finished), ("fragment", fragments))
+        for sentence in sentences
+        for voice in VOICES
+    ]
+    keys = [f"{name}|{kind}|{sentence}|{voice}" for name, kind, sentence, voice in spoken]
+    if args.audio is not None and args.audio.exists():
+        with np.load(args.audio) as saved:
+            missing = [k for k in keys if k not in saved.files]
+            if missing:
+                parser.error(f"{args.audio} has no audio for {len(missing)} sentences, e.g. {missing[0]!r}")
+            clips = [saved[k] for k in keys]
+    else:
+        silence = np.zeros(3200, np.float32)
+        clips = [np.concatenate([silence, speak(s, voice), silence]) for _, _, s, voice in spoken]
+        if args.audio is not None:
+            np.savez_compressed(args.audio, **dict(zip(keys, clips, strict=True)))
+            print(f"saved the spoken sentences to {args.audio}")
+
     rows: list[Scored] = []
-    for name, (finished, fragments) in sets.items():
-        for kind, sentences in (("finished", finished), ("fragment", fragments)):
-            for sentence in sentences:
-                for voice in VOICES:
-                    silence = np.zeros(3200, np.float32)
-                    audio = np.concatenate([silence, speak(sentence, voice), silence])
-                    heard = asr.transcribe(audio)
+    for (name, kind, sentence, voice), audio in zip(spoken, clips, strict=True):
+        heard = asr.transcribe(audio)
+        text = heard.text
+        p = eou.end_score(text) if eou is not None and text else None
+        if second_look is not None and eou is not None and p is not None:
+            # as the cascade's final job does
+            below = cfg.models.asr.rescore_below
+            for step in look_again(second_look, audio, text, p, eou.end_score, below):
+                if step is not None:
+                    heard, p = step
                     text = heard.text
-                    p = eou.end_score(text) if eou is not None and text else None
-                    if second_look is not None and eou is not None and p is not None:
-                        # as the cascade's final job does
-                        below = cfg.models.asr.rescore_below
-                        for step in look_again(second_look, audio, text, p, eou.end_score, below):
-                            if step is not None:
-                                heard, p = step
-                                text = heard.text
-                    score = blend_end_of_turn(text, p)
-                    pause = pause_needed_ms(score, cfg.turn)
-                    rows.append(Scored(name, kind, sentence, voice, text, heard.confidence, p, score, pause))
+        score = blend_end_of_turn(text, p)
+        pause = pause_needed_ms(score, cfg.turn)
+        rows.append(Scored(name, kind, sentence, voice, text, heard.confidence, p, score, pause))
 
     print(f"profile {args.config} {' '.join(args.set)}; {len(VOICES)} espeak-ng voices\n")
     print(

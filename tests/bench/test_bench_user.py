@@ -75,3 +75,15 @@ def test_a_fixed_timeline_plays_its_audio_whatever_the_agent_does() -> None:
     assert len(frames) == 3
     assert np.array_equal(np.concatenate(frames)[:50], audio)  # padded with silence at the end
     assert not np.concatenate(frames)[50:].any()
+
+
+def test_a_repeating_user_asks_again_from_the_first_question_and_never_finishes() -> None:
+    first, second = _question(200), np.full(300, 0.5, np.float32)
+    user = WaitingUser([first, second], RATE, gap_s=0.5, lead_in_s=0.0, repeat=True)
+    audio = np.concatenate([user.frame(FRAME) for _ in range(3000 // FRAME)])
+
+    assert not user.finished and user.asked == 4
+    assert [a for a, _ in user.spans] == pytest.approx([0.0, 0.7, 1.5, 2.2], abs=1.5 * FRAME / RATE)
+    # The third question is the first one again.
+    third = round(user.spans[2][0] * RATE)
+    assert np.all(audio[third : third + 200] == 0.25) and audio[third + 200] == 0

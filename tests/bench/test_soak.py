@@ -1,0 +1,21 @@
+"""``duplex bench soak`` on the scripted (fake) cascade: the soak's own bookkeeping."""
+
+from __future__ import annotations
+
+import json
+
+from duplex.bench.soak import run_soak
+
+
+def test_a_short_soak_answers_every_question_without_a_barge_in(tmp_path) -> None:
+    out = tmp_path / "soak.json"
+    report = run_soak(minutes=1.5, config_name="scripted", out=out)
+
+    # The user waits for each answer: every question asked is answered, none over the agent.
+    assert report["questions"] >= 6
+    assert report["responses"] >= report["questions"] - 1  # the last may still be pending
+    assert report["barge_ins"] == 0
+    assert len(report["rss_mb_by_minute"]) == 2 and all(mb > 0 for _, mb in report["rss_mb_by_minute"])
+    saved = json.loads(out.read_text())
+    assert saved["responses"] == report["responses"] and "table" not in saved
+    assert f"| {report['responses']}/{report['questions']} | 0 |" in report["table"]
