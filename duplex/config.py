@@ -46,6 +46,9 @@ class EngineConfig:
     # instead of thrashing two thread pools on 2 cores; the offline clock charges them the
     # same way. 0: no limit (every lane as if on cores of its own).
     parallel_jobs: int = 1
+    # Freed native heap is handed back to the OS when an answer ends, at most this often
+    # (seconds, for the whole process; 0: never). glibc only (duplex/runtime/heap.py).
+    heap_trim_interval_s: float = 30.0
 
 
 @dataclass

@@ -20,11 +20,12 @@ from duplex.audio.frame import as_mono_float32
 from duplex.audio.resample import StreamResampler
 from duplex.config import Config
 from duplex.errors import AudioFormatError, SessionClosed
-from duplex.events import ErrorEvent, Event, SessionStarted, Stall
+from duplex.events import AgentAudioDone, ErrorEvent, Event, SessionStarted, Stall
 from duplex.events import SessionClosed as SessionClosedEvent
 from duplex.models.base import ModelSession
 from duplex.policy.echo import EchoEstimator, make_echo_canceller
 from duplex.policy.turn_taker import ConvState, TurnTaker
+from duplex.runtime import heap
 from duplex.runtime.channel import EventChannel
 from duplex.runtime.lanes import inline_compute_ms
 from duplex.runtime.metrics import TickMetrics
@@ -168,6 +169,8 @@ class Session:
             events.append(Stall(t_ms, "tick", used_ms, self.metrics.budget_ms))
         for e in events:
             self.emit(e)
+            if isinstance(e, AgentAudioDone):
+                heap.trim(self.config.engine.heap_trim_interval_s)  # a calm moment
         if self.trace is not None:
             rms = float(np.sqrt(np.mean(spoken.samples.astype(np.float64) ** 2))) if len(spoken.samples) else 0.0
             self.trace.append((t_ms, signals.vad_prob, self.turn_taker.state.value, rms))
