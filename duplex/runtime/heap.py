@@ -3,11 +3,15 @@
 The models' native code (CTranslate2, llama.cpp, onnxruntime) allocates buffers of many
 sizes: a 3 s Whisper window for one final, a 12 s one for a wider look, a long prompt
 pass, a long answer's audio. glibc's malloc keeps what they free in its arenas, and the
-process's RSS counts those pages. Over a 60-minute soak RSS grew 1083 → 1176 MB, still
-growing at the end; with ``malloc_trim(0)`` once a minute it grew 1069 → 1091 MB in the
-same span (minutes 4 to 29) and the Python objects stayed at ~56 k. A trim takes under
-1 ms here, so it runs when an answer has finished playing, at most once per interval for
-the whole process. Without glibc (macOS, musl) it does nothing.
+process's RSS counts those pages. ``malloc_trim(0)`` returns them; it takes under 1 ms
+here, so it runs when an answer has finished playing, at most once per interval for the
+whole process. Without glibc (macOS, musl) it does nothing.
+
+Measured in ``duplex bench soak`` (2026-12-01): a trim once a minute gave back 10-20 MB
+each time, and held RSS at 1069 → 1091 MB over minutes 4-29, against 1084 → 1162 MB
+untrimmed. It does not stop the occasional step of 40-80 MB (minutes 9 and 35 of one
+60-minute run, none in a 14-minute run); those pages stay in use, most likely a native
+allocator growing to a new largest buffer (not traced). Python objects stay at ~56 k.
 """
 
 from __future__ import annotations

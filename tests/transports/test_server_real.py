@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from duplex.audio.frame import float_to_pcm16
-from duplex.bench.speech import speak
+from duplex.eval.generate import speak
 from duplex.runtime.runtime import Runtime
 from duplex.transports.server import BackgroundServer
 
@@ -20,7 +20,11 @@ from duplex.transports.server import BackgroundServer
 def test_two_clients_at_once_keep_real_time():
     runtime = Runtime.from_config("default", clock="realtime")
     server = BackgroundServer(runtime).start()
-    questions = [speak("What is the capital of France?", "en-us+f3"), speak("How many legs does a spider have?", "en-us+m3")]
+    # The espeak-ng command line: the same audio whatever the process synthesized before.
+    questions = [
+        speak("What is the capital of France?", "en-us+f3", 160),
+        speak("How many legs does a spider have?", "en-us+m3", 170),
+    ]
 
     async def client(q: np.ndarray, delay: float) -> dict:
         await asyncio.sleep(delay)
