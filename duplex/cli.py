@@ -155,6 +155,11 @@ def _cmd_bench_soak(args: argparse.Namespace) -> int:
     report = run_soak(args.minutes, config_name=args.config, overrides=args.overrides, out=Path(args.out) if args.out else None, progress=progress)
     bar.close()
     print(report["table"])
+    if report["slow_answers"]:
+        print("\nanswers over 800 ms:")
+        for a in report["slow_answers"]:
+            score = "-" if a["eot_score"] is None else f"{a['eot_score']:.2f}"
+            print(f"- minute {a['stream_min']}: {a['latency_ms']:.0f} ms, heard {a['heard']!r}, end-of-turn score {score}")
     return 0
 
 

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import psutil
 
+from duplex.bench.latency import SLOW_MS
 from duplex.bench.speech import QUESTIONS, VOICES, speak
 from duplex.bench.user import WaitingUser
 from duplex.config import load_config
-from duplex.events import AgentAudioStarted, BargeIn
+from duplex.events import AgentAudioStarted, BargeIn, TurnTaken
 from duplex.runtime.metrics import percentiles
 from duplex.runtime.runtime import Runtime
 
@@ -36,6 +37,8 @@ def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None 
     stages: list[dict[str, float]] = []  # per response: where its latency went
     rss: list[tuple[float, float]] = []
     barge_ins = 0
+    slow: list[dict[str, Any]] = []  # answers over SLOW_MS: what the agent heard, and its score
+    taken: Any = None  # the last turn taken
     try:
         s = rt.open_session("soak")
         n = s.frame_samples
@@ -44,9 +47,18 @@ def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None 
             s.step(user.frame(n))
             for e in s.channel.drain():
                 user.observe(e)
-                if isinstance(e, AgentAudioStarted):
+                if isinstance(e, TurnTaken):
+                    taken = e
+                elif isinstance(e, AgentAudioStarted):
                     latencies.append(e.latency_ms)
                     stages.append(dict(e.breakdown_ms))
+                    if e.latency_ms > SLOW_MS:
+                        slow.append({
+                            "stream_min": round(e.t_ms / 60_000, 2),
+                            "latency_ms": e.latency_ms,
+                            "heard": taken.text if taken is not None else "",
+                            "eot_score": taken.eot_score if taken is not None else None,
+                        })
                 elif isinstance(e, BargeIn) and e.phase == "confirmed":
                     barge_ins += 1
             if tick % 1875 == 0:  # every minute of stream time
@@ -81,6 +93,7 @@ def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None 
             for name in sorted({k for s in stages for k in s})
         },
         "latency_by_response_ms": latencies,
+        "slow_answers": slow,
         "rss_growth_after_warmup_mb": (warm[-1] - warm[0]) if warm else 0.0,
     }
     report["table"] = (

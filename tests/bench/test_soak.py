@@ -19,3 +19,13 @@ def test_a_short_soak_answers_every_question_without_a_barge_in(tmp_path) -> Non
     saved = json.loads(out.read_text())
     assert saved["responses"] == report["responses"] and "table" not in saved
     assert f"| {report['responses']}/{report['questions']} | 0 |" in report["table"]
+
+
+def test_a_soak_names_what_it_heard_before_each_slow_answer() -> None:
+    # Every turn waits at least 900 ms of silence: every answer is slow.
+    report = run_soak(minutes=0.5, config_name="scripted", overrides=["turn.min_end_silence_ms=900"])
+
+    slow = report["slow_answers"]
+    assert slow and len(slow) == report["responses"]
+    assert all(a["latency_ms"] > 800 and a["heard"] and a["eot_score"] is not None for a in slow)
+    assert report["slow_answers"] == sorted(slow, key=lambda a: a["stream_min"])
