@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 LLAMA_CPP_VERSION := 0.3.36
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 
-.PHONY: install install-torch demo test lint eval bench bench-model clean
+.PHONY: install install-torch system-deps demo test lint eval bench bench-model clean
 
 install: $(VENV)/.installed
 
@@ -39,11 +39,16 @@ lint: install-torch
 	$(VENV)/bin/ruff check duplex tests
 	$(VENV)/bin/mypy
 
-test: install-torch lint
+# Debian packages the tests use (espeak-ng, sox, chromium, PulseAudio, ...): installed with
+# apt-get as root, otherwise the exact command is printed and make stops before any test.
+system-deps:
+	bash scripts/system-deps.sh
+
+test: system-deps install-torch lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -ra
 
 # The standard scenario set (seeded, espeak-ng + sox) through the default profile.
-eval: install
+eval: system-deps install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex eval make-scenarios out/scenarios
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex eval out/scenarios --config default --jobs 1 --out out/eval
 

@@ -17,6 +17,27 @@ if "DUPLEX_CACHE_DIR" not in os.environ:
 
 SR = 16000
 
+# Debian tools the suite drives for real (scripts/system-deps.sh installs them; `make test`
+# runs it first). A missing one stops the run before any test rather than skipping tests.
+SYSTEM_TOOLS = {
+    "espeak-ng": "espeak-ng",
+    "sox": "sox",
+    "chromium": "chromium",
+    "pulseaudio": "pulseaudio",
+    "pactl": "pulseaudio-utils",
+}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    import shutil
+
+    missing = sorted({pkg for tool, pkg in SYSTEM_TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        raise pytest.UsageError(
+            f"the tests need the Debian packages {' '.join(missing)}: run `make test` "
+            f"(installs them as root) or `sudo apt-get install -y {' '.join(missing)}`"
+        )
+
 
 def tone(seconds: float, freq: float = 300.0, amp: float = 0.2, sr: int = SR) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr

@@ -76,10 +76,6 @@ def test_eval_run_then_compare(tmp_path, capsys):
     assert (tmp_path / "fdb" / "smooth_turn_taking" / "1" / "turn_taking.json").is_file()
 
 
-@pytest.mark.skipif(
-    shutil.which("sox") is None or shutil.which("espeak-ng") is None,
-    reason="needs sox and espeak-ng",
-)
 def test_make_scenarios_writes_the_standard_set(tmp_path, capsys):
     assert _main(["eval", "make-scenarios", str(tmp_path / "s"), "--only", "pause"]) == 0
     assert "wrote 10 scenarios" in capsys.readouterr().out

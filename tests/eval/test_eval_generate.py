@@ -10,7 +10,6 @@ import pytest
 from duplex.eval.generate import PLAN, make_scenarios
 from duplex.eval.scenarios import load_scenarios
 
-needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")
 
 
 def test_the_standard_set_has_at_least_sixty_scenarios_and_a_ci_subset():
@@ -18,7 +17,6 @@ def test_the_standard_set_has_at_least_sixty_scenarios_and_a_ci_subset():
     assert 10 <= sum(ci for _, _, _, ci in PLAN) <= 30
 
 
-@needs_sox
 def test_the_same_seed_gives_the_same_bytes(tmp_path):
     groups = ["smooth", "pause", "echo", "noise-idle", "background-during"]
     make_scenarios(tmp_path / "a", seed=3, only=groups)
@@ -35,7 +33,6 @@ def test_the_same_seed_gives_the_same_bytes(tmp_path):
     assert c["sha256"]["smooth-01.wav"] != a["sha256"]["smooth-01.wav"]
 
 
-@needs_sox
 def test_every_category_is_present_and_loads(tmp_path):
     make_scenarios(tmp_path, seed=0)
     scenarios = load_scenarios(tmp_path)

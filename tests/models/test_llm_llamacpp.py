@@ -65,7 +65,6 @@ def test_two_hundred_turn_history_fits_with_sinks() -> None:
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[LlamaCppGenerator]:
-    pytest.importorskip("llama_cpp")
     generator = LlamaCppGenerator(threads=1, n_ctx=256, temperature=0.0, seed=1)
     yield generator
     generator.close()
@@ -209,7 +208,6 @@ def test_prefill_of_a_partial_transcript_leaves_only_the_tail_to_evaluate(llm: L
 
 @pytest.fixture(scope="module")
 def scoring_llm() -> Iterator[LlamaCppGenerator]:
-    pytest.importorskip("llama_cpp")
     generator = LlamaCppGenerator(threads=1, n_ctx=256, temperature=0.0, seed=1, score_end=True)
     yield generator
     generator.close()

@@ -22,7 +22,6 @@ from duplex.runtime.runtime import Runtime
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox (.ci/run installs them)"),
 ]
 
 

@@ -128,9 +128,6 @@ def _erle(echo: np.ndarray, clean: np.ndarray, start_s: float, end_s: float) -> 
     return _db(e[active]) - _db(c[active])
 
 
-pytest.importorskip("pywebrtc_audio")
-
-
 @pytest.fixture(scope="module")
 def echo_run(speech):
     """Agent talking alone, then the user talks over it: d80 ms, -12 dB, RT60 0.3 s."""
@@ -286,7 +283,6 @@ def test_estimator_without_agent_audio():
 
 
 def test_speex_backend_cancels_echo(speech):
-    pytest.importorskip("pyaec")
     far = speech["far"][:S0]
     echo, mic = _mic(far, np.zeros_like(far), 80, -12)
     aec = make_echo_canceller("speex", SR, FRAME)

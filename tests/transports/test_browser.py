@@ -27,7 +27,6 @@ def live_server():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
 def test_browser_completes_a_spoken_turn_and_plays_the_answer(live_server, tmp_path):
     from playwright.sync_api import sync_playwright
 
