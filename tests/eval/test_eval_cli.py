@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from duplex.eval.cli import add_eval_parser, build_eval_parser, normalize_argv

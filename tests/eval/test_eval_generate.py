@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
-
-import pytest
 
 from duplex.eval.generate import PLAN, make_scenarios
 from duplex.eval.scenarios import load_scenarios
-
 
 
 def test_the_standard_set_has_at_least_sixty_scenarios_and_a_ci_subset():

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import torch  # the codec LM backend: make install-torch (pinned CPU torch, moshi --no-deps)
 
 from duplex.config import config_from_dict  # noqa: E402

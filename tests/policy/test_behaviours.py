@@ -9,7 +9,6 @@ microphone; the verdicts are the evaluation harness's.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import numpy as np
 import pytest
