@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from duplex.audio.conversation_writer import AGENT_ONLY, USER_ONLY, write_conversation
 from duplex.audio.resample import resample
 from duplex.audio.wav import read_wav
 from duplex.eval.metrics import fdb_takes_turn
@@ -135,8 +136,10 @@ def export_fdb(results_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
         if crop_ms is not None:
             k = int(crop_ms * rate / 1000)
             mic, agent = mic[:k], agent[:k]
-        sf.write(str(d / "input.wav"), mic, rate, subtype="PCM_16")
-        sf.write(str(d / "output.wav"), agent, rate, subtype="PCM_16")
+        for name, channels in (("input.wav", USER_ONLY), ("output.wav", AGENT_ONLY)):
+            write_conversation(
+                d / name, user=mic, agent=agent, input_rate=rate, output_rate=rate, channels=channels
+            )
         end_s = len(mic) / rate
         chunks = [
             c

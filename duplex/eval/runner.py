@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
+from duplex.audio.conversation_writer import AGENT_ONLY, USER_ONLY, write_conversation
 from duplex.audio.resample import resample
 from duplex.audio.wav import read_wav
 from duplex.config import Config
@@ -239,17 +239,20 @@ def _write_outputs(
     (out / "result.json").write_text(_dumps(result))
     if not (options.write_audio or options.plots):
         return
-    user = resample(mic, in_rate, out_rate)
-    m = max(len(user), len(agent))
-    stereo = np.zeros((m, 2), np.float32)
-    stereo[: len(user), 0] = user
-    stereo[: len(agent), 1] = agent
-    sf.write(str(out / "conversation.wav"), np.clip(stereo, -1, 1), out_rate, subtype="PCM_16")
+    # Every file from the same two tracks, laid out in stream time by the one writer.
+    write_conversation(out / "conversation.wav", user=mic, agent=agent, input_rate=in_rate, output_rate=out_rate)
     if options.write_audio:
-        sf.write(str(out / "input.wav"), np.clip(mic, -1, 1), in_rate, subtype="PCM_16")
-        agent16 = resample(agent, out_rate, in_rate)[: len(mic)]
-        agent16 = np.pad(agent16, (0, len(mic) - len(agent16)))
-        sf.write(str(out / "output.wav"), np.clip(agent16, -1, 1), in_rate, subtype="PCM_16")
+        # The microphone as the agent heard it, and the agent at the same rate and length.
+        for name, channels in (("input.wav", USER_ONLY), ("output.wav", AGENT_ONLY)):
+            write_conversation(
+                out / name,
+                user=mic,
+                agent=agent,
+                input_rate=in_rate,
+                output_rate=out_rate,
+                channels=channels,
+                rate=in_rate,
+            )
     if options.plots:
         from duplex.report.timeline import plot_timeline
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from duplex.audio.conversation_writer import ConversationWriter
 from duplex.config import Config, load_config
 from duplex.models.base import DuplexModel
 from duplex.runtime.clock import OfflineClock, RealtimeClock
@@ -60,13 +61,20 @@ class Runtime:
     def realtime(self) -> bool:
         return self.clock.realtime
 
-    def open_session(self, session_id: str | None = None) -> Session:
-        """Open a conversation. In real time it starts ticking at once."""
+    def open_session(self, session_id: str | None = None, *, recorder: ConversationWriter | None = None) -> Session:
+        """Open a conversation. In real time it starts ticking at once.
+
+        Args:
+            session_id: its id; None makes one up.
+            recorder: given every tick's input and output frame from the first tick on
+                (see ``duplex.audio.conversation_writer``); closed with the session.
+        """
         sid = session_id or f"s{next(self._ids)}-{uuid.uuid4().hex[:6]}"
         clock = self.clock
         now = getattr(clock, "now_ms", lambda: 0.0)
         model_session = self.model.open_session(sid, clock.session_lanes(now))
         session = Session(sid, self.config, model_session)
+        session.recorder = recorder
         self.sessions[sid] = session
         if self.realtime:
             self.engine.add(session)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
+from duplex.audio.conversation_writer import ConversationWriter
 from duplex.audio.frame import as_mono_float32
 from duplex.audio.resample import StreamResampler
 from duplex.config import Config
@@ -56,6 +57,9 @@ class Session:
         self.dropped_input_samples = 0
         self.last_input_wall = time.monotonic()
         self.trace: list[tuple[float, float, str, float]] | None = None  # (t_ms, vad, state, out_rms)
+        # Given every tick's input frame and output frame, in stream time (``duplex run``,
+        # ``duplex talk --save``, a server recording); closed with the session.
+        self.recorder: ConversationWriter | None = None
         self._controls: collections.deque = collections.deque()
         # Echo: the agent's output, as played, is the canceller's reference.
         self.echo = make_echo_canceller(config.echo.engine, config.audio.input_sample_rate, self.frame_samples)
@@ -174,6 +178,9 @@ class Session:
         if self.trace is not None:
             rms = float(np.sqrt(np.mean(spoken.samples.astype(np.float64) ** 2))) if len(spoken.samples) else 0.0
             self.trace.append((t_ms, signals.vad_prob, self.turn_taker.state.value, rms))
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.write_tick(frame, spoken.samples)
         self.ticks += 1
         return spoken.samples
 
@@ -248,8 +255,11 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        recorder, self.recorder = self.recorder, None
         try:
             self.model.close()
+            if recorder is not None:
+                recorder.close()
         finally:
             self.emit(SessionClosedEvent(self.t_ms, reason))
             self.channel.close()

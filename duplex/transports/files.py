@@ -2,7 +2,9 @@
 
 Writes, streaming so memory stays flat on long inputs:
 
-- ``conversation.wav``: stereo, user left, agent right, aligned in stream time;
+- ``conversation.wav``: stereo at the output rate, user left, agent right, each
+  sample at its stream time (``duplex.audio.conversation_writer``); as long as the
+  session;
 - ``events.jsonl``: every event but the audio frames, one JSON object a line;
 - ``timeline.png``: waveforms, VAD, conversation state and both sides' text;
 - ``summary.json``: the figures printed by the CLI.
@@ -17,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from duplex.audio.resample import StreamResampler, resample
+from duplex.audio.conversation_writer import ConversationWriter
+from duplex.audio.resample import resample
 from duplex.audio.wav import read_wav
 from duplex.config import Config
-from duplex.events import AUDIO_EVENT_TYPES, Event
+from duplex.events import AUDIO_EVENT_TYPES, AgentAudioDone, Event
 from duplex.models.base import DuplexModel
 from duplex.report.summary import summarize
 from duplex.runtime.runtime import Runtime
@@ -63,37 +65,28 @@ def run_file(
     out.mkdir(parents=True, exist_ok=True)
     runtime = Runtime(config, model=model, clock="offline")
     try:
-        session = runtime.open_session("run")
-        session.trace = []
-        out_rate = config.audio.output_sample_rate
-        up = StreamResampler(config.audio.input_sample_rate, out_rate)
         events: list[dict] = []
-        with sf.SoundFile(str(out / "conversation.wav"), "w", out_rate, 2, "PCM_16") as wav, open(
-            out / "events.jsonl", "w"
-        ) as log_file:
-            n = session.frame_samples
-            out_n = config.output_frame_samples
+        with ConversationWriter(
+            out / "conversation.wav",
+            input_rate=config.audio.input_sample_rate,
+            output_rate=config.audio.output_sample_rate,
+        ) as wav, open(out / "events.jsonl", "w") as log_file:
+            session = runtime.open_session("run", recorder=wav)
+            session.trace = []
 
-            def write_tick(user: np.ndarray, agent: np.ndarray) -> None:
-                u = up.process(user)
-                m = max(len(u), out_n)
-                block = np.zeros((m, 2), np.float32)
-                block[: len(u), 0] = u
-                block[: len(agent), 1] = agent
-                wav.write(np.clip(block, -1.0, 1.0))
+            def drain() -> None:
                 for e in session.channel.drain():
                     _log_event(e, events, log_file)
+                    if e.type == AgentAudioDone.type:
+                        wav.sync()  # a crash loses at most the turn in progress
 
-            orig_step = session.step
+            def on_frame(done: int, total: int) -> None:
+                drain()
+                if progress is not None:
+                    progress(done, total)
 
-            def step(frame: np.ndarray) -> np.ndarray:
-                agent = orig_step(frame)
-                write_tick(frame, agent)
-                return agent
-
-            session.step = step  # type: ignore[method-assign]
-            runtime.run_offline(session, audio, tail_s=tail_s, on_frame=progress)
-            del n
+            runtime.run_offline(session, audio, tail_s=tail_s, on_frame=on_frame)
+            drain()
         summary = summarize(events, session.metrics.summary(), duration_s=session.t_ms / 1000.0)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         if plot:

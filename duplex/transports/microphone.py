@@ -20,8 +20,8 @@ from typing import TextIO
 
 import numpy as np
 
-from duplex.audio.resample import StreamResampler, resample
-from duplex.audio.wav import write_wav
+from duplex.audio.conversation_writer import ConversationWriter
+from duplex.audio.resample import StreamResampler
 from duplex.errors import DuplexError
 from duplex.events import (
     AUDIO_EVENT_TYPES,
@@ -145,11 +145,19 @@ def talk(
         raise AudioDeviceError(f"no such audio device ({exc}); list them with: duplex talk --list-devices") from exc
     in_rate = int(in_info["default_samplerate"])
     out_rate = int(out_info["default_samplerate"])
-    session = runtime.open_session("talk")
+    # What the session consumed and produced, tick by tick: stream time, to the sample.
+    recorder = (
+        ConversationWriter(
+            save_dir / "conversation.wav",
+            input_rate=cfg.audio.input_sample_rate,
+            output_rate=cfg.audio.output_sample_rate,
+        )
+        if save_dir is not None
+        else None
+    )
+    session = runtime.open_session("talk", recorder=recorder)
     fifo = _Fifo()
     to_device = StreamResampler(cfg.audio.output_sample_rate, out_rate)
-    mic_log: list[np.ndarray] = []
-    agent_log: list[tuple[float, np.ndarray]] = []
     events_log: list[dict] = []
     stop = threading.Event()
     view = view or LiveView()
@@ -159,8 +167,6 @@ def talk(
             log.debug("input status: %s", status)
         mono = indata[:, 0].copy()
         session.push_audio(mono, sample_rate=in_rate)
-        if save_dir is not None:
-            mic_log.append(mono)
 
     def on_output(outdata, frames, t, status):  # noqa: ANN001
         outdata[:, 0] = fifo.pull(frames)
@@ -172,8 +178,6 @@ def talk(
                 continue
             if isinstance(e, AgentAudio):
                 fifo.push(to_device.process(e.samples))
-                if save_dir is not None:
-                    agent_log.append((e.t_ms, e.samples))
                 continue
             if (isinstance(e, BargeIn) and e.phase == "confirmed") or (isinstance(e, AgentAudioDone) and e.interrupted):
                 fifo.flush()
@@ -197,33 +201,15 @@ def talk(
     except sd.PortAudioError as exc:
         raise AudioDeviceError(f"audio device failed: {exc}") from exc
     finally:
-        runtime.close_session(session, "ended")
+        runtime.close_session(session, "ended")  # closes the recorder, after the last tick
         stop.set()
         consumer.join(timeout=2.0)
         if save_dir is not None:
-            _save(save_dir, mic_log, in_rate, agent_log, cfg.audio.output_sample_rate, cfg.audio.input_sample_rate, events_log)
+            _save_events(save_dir, events_log)
 
 
-def _save(
-    out: Path,
-    mic: list[np.ndarray],
-    mic_rate: int,
-    agent: list[tuple[float, np.ndarray]],
-    agent_rate: int,
-    stream_rate: int,
-    events: list[dict],
-) -> None:
-    """Write conversation.wav (user left, agent right, in stream time) and events.jsonl."""
-    out.mkdir(parents=True, exist_ok=True)
-    user = resample(np.concatenate(mic), mic_rate, agent_rate) if mic else np.zeros(0, np.float32)
-    end = max([len(user)] + [int(t * agent_rate / 1000) + len(s) for t, s in agent])
-    stereo = np.zeros((end, 2), np.float32)
-    stereo[: len(user), 0] = user
-    for t_ms, s in agent:
-        i = int(t_ms * agent_rate / 1000)
-        stereo[i : i + len(s), 1] = s
-    write_wav(out / "conversation.wav", stereo, agent_rate)
+def _save_events(out: Path, events: list[dict]) -> None:
+    """Write events.jsonl next to conversation.wav."""
     with open(out / "events.jsonl", "w") as f:
         for e in events:
             f.write(json.dumps(e) + "\n")
-    del stream_rate
