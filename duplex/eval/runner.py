@@ -25,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from duplex.audio.conversation_writer import AGENT_ONLY, USER_ONLY, write_conversation
+from duplex.audio.conversation_writer import (
+    AGENT_ONLY,
+    STEREO,
+    USER_ONLY,
+    write_conversation,
+)
 from duplex.audio.resample import resample
 from duplex.audio.wav import read_wav
 from duplex.config import Config
@@ -239,20 +244,21 @@ def _write_outputs(
     (out / "result.json").write_text(_dumps(result))
     if not (options.write_audio or options.plots):
         return
-    # Every file from the same two tracks, laid out in stream time by the one writer.
-    write_conversation(out / "conversation.wav", user=mic, agent=agent, input_rate=in_rate, output_rate=out_rate)
+    # Every file from the same two tracks, laid out in stream time by the one writer; the
+    # 16 kHz pair is the microphone as the agent heard it and the agent, the same length.
+    files = [("conversation.wav", STEREO, out_rate)]
     if options.write_audio:
-        # The microphone as the agent heard it, and the agent at the same rate and length.
-        for name, channels in (("input.wav", USER_ONLY), ("output.wav", AGENT_ONLY)):
-            write_conversation(
-                out / name,
-                user=mic,
-                agent=agent,
-                input_rate=in_rate,
-                output_rate=out_rate,
-                channels=channels,
-                rate=in_rate,
-            )
+        files += [("input.wav", USER_ONLY, in_rate), ("output.wav", AGENT_ONLY, in_rate)]
+    for name, channels, rate in files:
+        write_conversation(
+            out / name,
+            user=mic,
+            agent=agent,
+            input_rate=in_rate,
+            output_rate=out_rate,
+            channels=channels,
+            rate=rate,
+        )
     if options.plots:
         from duplex.report.timeline import plot_timeline
 

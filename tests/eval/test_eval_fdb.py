@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from alignment import count_checked, event_audio_mismatches
 
 from duplex.config import config_from_dict
 from duplex.eval.fdb import export_fdb, import_fdb, score_fdb_layout
@@ -53,7 +54,14 @@ def exported(tmp_path_factory):
         load_scenarios(tmp / "scen"), config, tmp / "run", options=RunOptions(plots=False)
     )
     counts = export_fdb(tmp / "run", tmp / "export")
-    return {"ids": ids, "doc": doc, "counts": counts, "root": tmp / "export", "scen": tmp / "scen"}
+    return {
+        "ids": ids,
+        "doc": doc,
+        "counts": counts,
+        "root": tmp / "export",
+        "scen": tmp / "scen",
+        "run": tmp / "run",
+    }
 
 
 def test_import_maps_each_task_to_its_behaviour(exported):
@@ -104,6 +112,25 @@ def test_export_writes_the_files_the_scorers_read(exported):
         c["timestamp"][0] >= inter[0]["timestamp"][1] for c in chunks
     )  # words after the interruption only
     assert (root / "pause_handling" / "README.md").is_file()
+
+
+def test_exported_audio_sits_on_the_runs_events(exported):
+    """output.wav starts and pauses where the run's events say, within a frame, and
+    input.wav is the microphone the run heard, sample for sample."""
+    checked = [0, 0]
+    for task in exported["counts"]:
+        d = exported["root"] / task / "1"
+        run = exported["run"] / "scenarios" / f"fdb-{task}-1"
+        mic, rate = sf.read(str(d / "input.wav"), dtype="float32")
+        agent, _ = sf.read(str(d / "output.wav"), dtype="float32")
+        heard, _ = sf.read(str(run / "input.wav"), dtype="float32")
+        np.testing.assert_array_equal(mic, heard[: len(mic)])
+        end_ms = 1000 * len(agent) / rate - 32  # a cut sample: events before its end
+        events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
+        events = [e for e in events if e["t_ms"] < end_ms]
+        assert event_audio_mismatches(events, agent, rate, 32.0) == [], task
+        checked = [a + b for a, b in zip(checked, count_checked(events), strict=True)]
+    assert checked[0] >= 3 and checked[1] >= 1  # answers and a barge-in were checked
 
 
 def test_scores_of_the_exported_layout_match_ours(exported):

@@ -8,7 +8,9 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from alignment import count_checked, event_audio_mismatches
 
+from duplex.audio.resample import resample
 from duplex.config import config_from_dict
 from duplex.eval.runner import RunOptions, run_eval, run_scenario
 from duplex.eval.scenarios import SCHEMA, load_scenario, load_scenarios
@@ -52,6 +54,17 @@ def _question(folder, name: str, extra: dict, inserts: dict | None = None):
     return _scenario(folder, name, side, base, inserts)
 
 
+def _after_first_answer(audio: str, offset_ms: float, kind: str) -> dict:
+    """An insert played ``offset_ms`` after the agent's first audio starts."""
+    return {
+        "audio": audio,
+        "anchor": "agent_audio_start",
+        "response": 1,
+        "offset_ms": offset_ms,
+        "kind": kind,
+    }
+
+
 def test_an_insert_lands_at_its_offset_after_the_agents_first_audio(tmp_path, config):
     sc = _question(
         tmp_path,
@@ -59,15 +72,7 @@ def test_an_insert_lands_at_its_offset_after_the_agents_first_audio(tmp_path, co
         {
             "category": "backchannel",
             "expect": [{"behaviour": "ignore", "insert": 0}],
-            "inserts": [
-                {
-                    "audio": "bc.mhm.wav",
-                    "anchor": "agent_audio_start",
-                    "response": 1,
-                    "offset_ms": 640,
-                    "kind": "backchannel",
-                }
-            ],
+            "inserts": [_after_first_answer("bc.mhm.wav", 640, "backchannel")],
         },
         {"bc.mhm.wav": np.concatenate([gap(0.1), tone(0.25, freq=500)])},
     )
@@ -153,3 +158,32 @@ def test_parallel_workers_give_the_same_verdicts(tmp_path, config):
         == ["pass"] * 3
     )
     assert two["meta"]["jobs"] == 2
+
+
+def test_written_audio_sits_on_the_events_in_stream_time(tmp_path, config):
+    """conversation.wav (24 kHz stereo), input.wav and output.wav (16 kHz) last as long as
+    the session, and the agent's audio starts and pauses where the events say."""
+    sc = _question(
+        tmp_path,
+        "cut",
+        {
+            "category": "interruption",
+            "expect": [{"behaviour": "yield", "insert": 0}],
+            "inserts": [_after_first_answer("cut.int.wav", 700, "interruption")],
+        },
+        {"cut.int.wav": tone(1.2, freq=450)},
+    )
+    out = tmp_path / "out"
+    with Runtime(config, clock="offline") as rt:
+        run_scenario(rt, sc, out, RunOptions(plots=False))
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    assert count_checked(events) == (2, 1)  # the answer, the barge-in, the answer to it
+    end_ms = next(e["t_ms"] for e in events if e["type"] == "session.closed")
+    frame_ms = float(config.audio.frame_ms)
+    conv, rate = sf.read(str(out / "conversation.wav"), dtype="float32")
+    mic, _ = sf.read(str(out / "input.wav"), dtype="float32")
+    agent16, _ = sf.read(str(out / "output.wav"), dtype="float32")
+    assert len(conv) == round(end_ms * rate / 1000) and len(mic) == len(agent16) == round(end_ms * SR / 1000)
+    for agent, r in ((conv[:, 1], rate), (agent16, SR)):
+        assert event_audio_mismatches(events, agent, r, frame_ms) == []
+    assert np.abs(conv[:, 0] - resample(mic, SR, rate)).max() < 2 / 32768  # the user, in place
