@@ -172,9 +172,11 @@ def talk(
         outdata[:, 0] = fifo.pull(frames)
 
     def consume() -> None:
-        while not stop.is_set() or session.channel.drain():
+        while True:
             e = session.channel.get(timeout=0.1)
             if e is None:
+                if stop.is_set() or session.channel.closed:
+                    return  # closed and every event taken (the last ones are saved too)
                 continue
             if isinstance(e, AgentAudio):
                 fifo.push(to_device.process(e.samples))

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+from alignment import sound_spans
 
 from duplex.audio.wav import write_wav
 from duplex.bench.speech import speak
@@ -81,5 +82,12 @@ def test_talk_hears_the_microphone_and_answers_through_the_speaker(pulse, tmp_pa
     assert "agent:" in out and "you:" in out  # the live view printed both sides
     speaker, rate = sf.read(str(recorded), dtype="float32")
     assert np.sqrt(np.mean(speaker**2)) > 0.005, "nothing reached the speaker"
-    saved, _ = sf.read(str(tmp_path / "saved" / "conversation.wav"), dtype="float32")
+    saved, saved_rate = sf.read(str(tmp_path / "saved" / "conversation.wav"), dtype="float32")
     assert saved.shape[1] == 2 and np.abs(saved[:, 0]).max() > 0.05 and np.abs(saved[:, 1]).max() > 0.05
+    # Saved in stream time: as long as the session, the agent's sound where the events put it.
+    closed = next(e for e in events if e["type"] == "session.closed")
+    assert abs(1000 * len(saved) / saved_rate - closed["t_ms"]) <= 32
+    started = next(e for e in events if e["type"] == "agent.audio.started")["t_ms"]
+    first_sound_ms = 1000 * sound_spans(saved[:, 1], saved_rate)[0][0] / saved_rate
+    # Within a frame, plus the silence espeak-ng opens its speech with (about 35 ms).
+    assert started - 32 <= first_sound_ms <= started + 32 + 60, (started, first_sound_ms)
