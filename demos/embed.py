@@ -1,8 +1,8 @@
 """Embedding duplex in an app: feed audio from anywhere, react to typed events.
 
 Runs the embedded default on the real-time clock, streams a WAV file into a
-session as if it came from a microphone, prints what happens and saves the
-agent's voice. Run: .venv/bin/python demos/embed.py demos/data/demo_conversation.wav
+session as if it came from a microphone, prints what happens and records the
+conversation (user left, agent right, in stream time). Run: .venv/bin/python demos/embed.py demos/data/demo_conversation.wav
 """
 
 from __future__ import annotations
@@ -11,18 +11,20 @@ import asyncio
 import sys
 import time
 
-import numpy as np
-
 from duplex import Runtime
-from duplex.audio.wav import read_wav, write_wav
-from duplex.events import AgentAudio, AgentAudioDone, AgentAudioStarted, TurnTaken
+from duplex.audio import ConversationWriter
+from duplex.audio.wav import read_wav
+from duplex.events import AgentAudioDone, AgentAudioStarted, TurnTaken
+
+SAVED = "out/embed_conversation.wav"
 
 
 async def main(path: str) -> None:
     runtime = Runtime.from_config("default")  # real-time clock, models loaded once
-    session = runtime.open_session()
+    rates = runtime.config.audio
+    recorder = ConversationWriter(SAVED, input_rate=rates.input_sample_rate, output_rate=rates.output_sample_rate)
+    session = runtime.open_session(recorder=recorder)  # gets every tick's input and output
     audio, rate = read_wav(path)
-    agent: list[np.ndarray] = []
 
     async def feed() -> None:
         frame = rate * 32 // 1000
@@ -31,7 +33,7 @@ async def main(path: str) -> None:
             session.push_audio(audio[i : i + frame], sample_rate=rate)
             await asyncio.sleep(max(0.0, t0 + (i + frame) / rate - time.monotonic()))
         await asyncio.sleep(8.0)  # let the last answer finish
-        runtime.close_session(session)
+        runtime.close_session(session)  # closes the recorder too
 
     feeder = asyncio.create_task(feed())
     async for event in session.events():
@@ -41,12 +43,9 @@ async def main(path: str) -> None:
             print(f"{event.t_ms / 1000:6.2f}s  (answer after {event.latency_ms:.0f} ms)")
         elif isinstance(event, AgentAudioDone):
             print(f"{event.t_ms / 1000:6.2f}s  agent: {event.text}")
-        elif isinstance(event, AgentAudio):
-            agent.append(event.samples)
+            recorder.sync()  # on disk up to here, should the app crash
     await feeder
-    if agent:
-        write_wav("out/embed_agent.wav", np.concatenate(agent), runtime.config.audio.output_sample_rate)
-        print("agent voice saved to out/embed_agent.wav")
+    print(f"conversation saved to {SAVED} (user left, agent right)")
     runtime.close()
 
 

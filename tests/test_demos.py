@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from duplex.audio.wav import write_wav
 from duplex.bench.speech import speak
@@ -27,6 +28,8 @@ def test_embedding_example_answers_a_spoken_question(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "user:" in proc.stdout and "agent:" in proc.stdout
     assert "capital" in proc.stdout.lower()  # the spoken question was heard and answered
+    saved, rate = sf.read(str(ROOT / "out" / "embed_conversation.wav"), dtype="float32")
+    assert saved.shape[1] == 2 and np.abs(saved[:, 0]).max() > 0.05 and np.abs(saved[:, 1]).max() > 0.05
 
 
 def test_demo_input_is_bundled():

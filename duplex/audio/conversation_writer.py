@@ -15,15 +15,16 @@ receives only the part every channel has; nothing is padded in the middle.
 ``close()`` flushes the resamplers' tails and sets every channel to the
 session's length, so the file lasts exactly as long as the stream.
 
-The file is a valid WAV after every write (the header is patched as data is
-appended), and ``sync()`` pushes what is written to disk, so a crash loses at
-most what came after the last sync.
+``sync()`` brings the WAV header up to date and pushes what is written to
+disk: a crash loses at most what came after the last sync (the header, written
+with the first block, says how much a reader may take).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,7 +91,8 @@ class ConversationWriter:
         rate: the file's sample rate; None means ``output_rate``.
 
     Use as a context manager, or call ``close()``: the end of the stream (the
-    resamplers' tails, the final length) is written only then.
+    resamplers' tails, the final length) is written only then. Thread-safe: a
+    session writes on its own thread while another calls ``sync()`` or ``close()``.
     """
 
     def __init__(
@@ -117,46 +119,48 @@ class ConversationWriter:
         ]
         self.samples_written = 0  # frames in the file, at ``rate``
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Both closed in close(); wave patches the header after every write.
+        # Both closed in close().
         self._file: BinaryIO = open(self.path, "wb")  # noqa: SIM115
         self._wav = wave.open(self._file, "wb")  # noqa: SIM115
         self._wav.setnchannels(len(self._channels))
         self._wav.setsampwidth(2)
         self._wav.setframerate(self.rate)
         self.closed = False
+        self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- writing
     def write_user(self, samples: np.ndarray) -> None:
         """Append the user's next samples (at ``input_rate``), right after the last ones."""
-        self._push("user", samples)
+        self._push(user=samples)
 
     def write_agent(self, samples: np.ndarray) -> None:
         """Append the agent's next samples (at ``output_rate``), right after the last ones."""
-        self._push("agent", samples)
+        self._push(agent=samples)
 
     def write_tick(self, user: np.ndarray, agent: np.ndarray) -> None:
         """One tick's input frame and output frame."""
-        self._push("user", user)
-        self._push("agent", agent)
+        self._push(user=user, agent=agent)
 
-    def _push(self, source: Source, samples: np.ndarray) -> None:
-        if self.closed:
-            raise WriterClosed(f"{self.path} is closed; open a new ConversationWriter")
-        x = as_mono_float32(samples, what=f"{source} audio")
-        for ch in self._channels:
-            if ch.source == source:
-                ch.push(x)
-        self._write_ready()
-
-    def _write_ready(self) -> None:
-        """Write the samples every channel has."""
-        n = min(ch.pending_samples for ch in self._channels)
-        if n > 0:
-            self._write_block([ch.take(n) for ch in self._channels])
+    def _push(self, user: np.ndarray | None = None, agent: np.ndarray | None = None) -> None:
+        sides = {
+            source: as_mono_float32(x, what=f"{source} audio")
+            for source, x in (("user", user), ("agent", agent))
+            if x is not None
+        }
+        with self._lock:
+            if self.closed:
+                raise WriterClosed(f"{self.path} is closed; open a new ConversationWriter")
+            for ch in self._channels:
+                if ch.source in sides:
+                    ch.push(sides[ch.source])
+            n = min(ch.pending_samples for ch in self._channels)
+            if n > 0:  # what every channel has
+                self._write_block([ch.take(n) for ch in self._channels])
 
     def _write_block(self, columns: list[np.ndarray]) -> None:
         block = columns[0] if len(columns) == 1 else np.stack(columns, axis=1).reshape(-1)
-        self._wav.writeframes(float_to_pcm16(block))
+        # Raw: the header's length is brought up to date by sync() and close().
+        self._wav.writeframesraw(float_to_pcm16(block))
         self.samples_written += len(columns[0])
 
     # ---------------------------------------------------------------- duration
@@ -176,31 +180,32 @@ class ConversationWriter:
     def sync(self) -> None:
         """Push everything written so far to disk (a valid WAV up to here): call it at
         turn ends so a crash loses at most the turn in progress."""
-        if self.closed:
-            return
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        with self._lock:
+            if self.closed:
+                return
+            self._wav.writeframes(b"")  # patches the header to the length written so far
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         """Flush the resamplers' tails and end every channel at the stream's length."""
-        if self.closed:
-            return
-        try:
-            for ch in self._channels:
-                ch.push(np.zeros(0, np.float32), last=True)
-            end = self.stream_samples
-            missing = end - self.samples_written
-            if missing > 0:
-                self._write_block([ch.take(missing) for ch in self._channels])
-            extra = [ch.pending_samples for ch in self._channels]
-            if max(extra) > 1:  # the resampler's rounding may leave one sample over
-                log.debug("%s: %s samples past the stream's end dropped", self.path, extra)
-            self._wav.close()
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
-            self.closed = True
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                for ch in self._channels:
+                    ch.push(np.zeros(0, np.float32), last=True)
+                end = self.stream_samples
+                missing = end - self.samples_written
+                if missing > 0:
+                    self._write_block([ch.take(missing) for ch in self._channels])
+                extra = [ch.pending_samples for ch in self._channels]
+                if max(extra) > 1:  # the resampler's rounding may leave one sample over
+                    log.debug("%s: %s samples past the stream's end dropped", self.path, extra)
+                self._wav.close()
+            finally:
+                self._file.close()
+                self.closed = True
 
     def __enter__(self) -> ConversationWriter:
         return self

@@ -98,18 +98,47 @@ def test_the_file_ends_at_the_stream_end_with_the_resamplers_tail(tmp_path):
     assert np.abs(data[-50:, 0]).max() > 0.4
 
 
-def test_a_synced_file_is_a_valid_wav_of_everything_written_so_far(tmp_path):
+def test_a_synced_file_holds_everything_written_up_to_the_sync(tmp_path):
+    """What a crash would leave: a readable WAV of all the audio before the last sync."""
     path = tmp_path / "c.wav"
     w = ConversationWriter(path, input_rate=IN, output_rate=OUT)
     for _ in range(30):
         w.write_tick(_noise(512, 3), _noise(768, 4))
-    w.sync()  # a crash now keeps all of this
+    w.sync()
+    synced = w.samples_written
+    for _ in range(10):
+        w.write_tick(_noise(512, 3), _noise(768, 4))  # not synced yet: a crash loses these
     info = sf.info(str(path))
-    assert info.frames == w.samples_written > 29 * 768 and info.channels == 2
+    assert info.channels == 2 and info.frames == synced > 29 * 768
+    data, _ = sf.read(str(path), dtype="float32", frames=synced)
+    assert len(data) == synced and np.abs(data[-100:, 1]).max() > 0.1
     w.close()
-    assert sf.info(str(path)).frames == 30 * 768
+    assert sf.info(str(path)).frames == 40 * 768
     with pytest.raises(WriterClosed):
         w.write_user(np.zeros(512, np.float32))
+
+
+def test_sync_from_another_thread_while_a_session_writes(tmp_path):
+    import threading
+
+    path = tmp_path / "c.wav"
+    w = ConversationWriter(path, input_rate=IN, output_rate=OUT)
+    agent = _noise(300 * 768, 6)
+    done = threading.Event()
+
+    def session_thread() -> None:
+        for i in range(300):
+            w.write_tick(np.zeros(512, np.float32), agent[i * 768 : (i + 1) * 768])
+        done.set()
+
+    t = threading.Thread(target=session_thread)
+    t.start()
+    while not done.is_set():
+        w.sync()
+    t.join()
+    w.close()
+    data, _ = sf.read(str(path), dtype="float32")
+    assert np.abs(data[:, 1] - agent).max() < LSB  # nothing lost or moved by the syncs
 
 
 def test_agent_only_output_at_the_input_rate_is_as_long_as_the_input(tmp_path):
