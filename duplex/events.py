@@ -119,6 +119,19 @@ class AgentTextDelta(Event):
 
 
 @dataclass(frozen=True)
+class AgentToolCall(Event):
+    """The response asks the client to run a function; ``arguments`` is JSON text.
+
+    The client answers with the call's output and asks for a response again."""
+
+    type: ClassVar[str] = "agent.tool_call"
+    response_id: str = ""
+    call_id: str = ""
+    name: str = ""
+    arguments: str = "{}"
+
+
+@dataclass(frozen=True)
 class AgentAudioStarted(Event):
     """The first frame of a response was played; ``latency_ms`` from end of user speech."""
 

@@ -6,6 +6,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from duplex.models.stages import Tool, ToolChoice
+
+
+@dataclass(frozen=True)
+class ResponseOptions:
+    """How one response is made, when a client asks for it (OpenAI's ``response.create``).
+
+    Attributes:
+        response_id: the caller's id for the response ("": the model names it).
+        instructions: replace the system prompt for this response only.
+        tools: the functions this response may call (None: the session's).
+        tool_choice: "auto", "none", "required" or a function's name (None: the session's).
+        record: False keeps the response out of the history (an out-of-band answer).
+        answer: False only records the user's words, without answering them (a client
+            commit with turn detection off: the client asks for the response itself).
+    """
+
+    response_id: str = ""
+    instructions: str | None = None
+    tools: tuple[Tool, ...] | None = None
+    tool_choice: ToolChoice | None = None
+    record: bool = True
+    answer: bool = True
+
+    @property
+    def changes_prompt(self) -> bool:
+        """True when a draft made without these options does not answer as they ask."""
+        return self.instructions is not None or self.tools is not None or self.tool_choice is not None
+
 
 @dataclass(frozen=True)
 class Action:
@@ -32,10 +61,14 @@ class DiscardDraft(Action):
 
 @dataclass(frozen=True)
 class TakeTurn(Action):
-    """The user's turn ended: answer ``text`` (release the draft if it matches)."""
+    """The user's turn ended: answer ``text`` (release the draft if it matches).
+
+    ``text`` empty answers the history as it stands (a client asked for a response).
+    """
 
     text: str
     end_of_speech_ms: float
+    options: ResponseOptions = ResponseOptions()
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from duplex.events import (
     AgentAudioStarted,
     AgentBackchannel,
     AgentTextDelta,
+    AgentToolCall,
     ErrorEvent,
     Event,
     UserTranscriptFinal,
@@ -50,6 +51,7 @@ from duplex.models.actions import (
     Backchannel,
     DiscardDraft,
     PauseOutput,
+    ResponseOptions,
     ResumeOutput,
     StopOutput,
     TakeTurn,
@@ -61,9 +63,13 @@ from duplex.models.context import Dialogue
 from duplex.models.llm_llamacpp import semantic_end_score
 from duplex.models.spoken_text import SpokenText
 from duplex.models.stages import (
+    ChatMessage,
     SpeechRecognizer,
     SpeechSynthesizer,
     TextGenerator,
+    Tool,
+    ToolCall,
+    ToolChoice,
     VoiceActivityDetector,
 )
 from duplex.models.tts_espeak import voiced_span
@@ -225,6 +231,9 @@ class _Draft:
     taken_ms: float = 0.0
     stage_ms: dict[str, float] = field(default_factory=dict)
     started: bool = False
+    options: ResponseOptions = ResponseOptions()
+    tool_calls: list[ToolCall] = field(default_factory=list)  # all the calls it made
+    calls_to_emit: list[ToolCall] = field(default_factory=list)
 
 
 class CascadeModel:
@@ -275,6 +284,8 @@ class CascadeSession:
         self.input = RingBuffer(int(self.rate * (config.models.asr.max_utterance_s + 4)))
         self.playout = PlayoutQueue(self.out_rate)
         self.dialogue = Dialogue(config.models.llm.system_prompt)
+        self.tools: tuple[Tool, ...] = ()
+        self.tool_choice: ToolChoice = "auto"
         self._ids = itertools.count(1)
         self._draft: _Draft | None = None
         self._playing: _Draft | None = None
@@ -465,7 +476,7 @@ class CascadeSession:
             elif isinstance(a, DiscardDraft):
                 self._discard_draft()
             elif isinstance(a, TakeTurn):
-                self._take_turn(a, t_ms)
+                events.extend(self._take_turn(a, t_ms))
             elif isinstance(a, PauseOutput):
                 self._paused = True
                 # Judge the burst on its own audio: onset detection plus VAD lag ago.
@@ -574,30 +585,53 @@ class CascadeSession:
                 self.respond_lane.cancel(self._draft.job)
             self._draft = None
 
-    def _take_turn(self, a: TakeTurn, t_ms: float) -> None:
-        text = a.text.strip()
-        draft = self._draft
-        if draft is None or draft.user_text != text:
+    def _take_turn(self, a: TakeTurn, t_ms: float) -> list[Event]:
+        text, opts = a.text.strip(), a.options
+        if not opts.answer:  # only the user's words into the history; the client asks for the answer
             self._discard_draft()
-            draft = _Draft(f"resp_{self.session_id}_{next(self._ids)}", text, None)
+            if text:
+                self.dialogue.add_user(text)
+            self._restart_partials(t_ms)
+            return []
+        draft = self._draft
+        if draft is None or draft.user_text != text or not text or opts.changes_prompt:
+            self._discard_draft()
+            draft = _Draft(opts.response_id or f"resp_{self.session_id}_{next(self._ids)}", text, None, options=opts)
             draft.job = self._start_response(draft, t_ms)
+        elif opts.response_id:
+            draft.response_id = opts.response_id  # held, never announced: it takes the caller's name
         self._draft = None
         draft.held = False
         draft.end_of_speech_ms = a.end_of_speech_ms
         draft.taken_ms = t_ms
         draft.stage_ms["asr_final"] = self._final_compute_ms
-        self.dialogue.add_user(text)
+        if text and opts.record:
+            self.dialogue.add_user(text)
         self._restart_partials(t_ms)
+        events: list[Event] = []
         if self._playing is not None:
-            self._end_playing(t_ms, interrupted=True)
+            events.extend(self._end_playing(t_ms, interrupted=True))
         self._playing = draft
         self._finished = False
         self._paused = False
         self.playout.start(draft.response_id)
-        self._flush_draft_buffers(draft, t_ms)
+        self._flush_draft_buffers(draft, t_ms, events)
+        return events
+
+    def _tool_args(self, opts: ResponseOptions) -> dict[str, Any]:
+        """The ``stream`` keywords that offer the response's functions to the LLM."""
+        tools = self.tools if opts.tools is None else opts.tools
+        choice = opts.tool_choice or self.tool_choice
+        if not tools or choice == "none":
+            return {}
+        if not getattr(self.llm, "supports_tools", False):
+            log.warning("the LLM stage cannot call functions: the %d tools offered are ignored", len(tools))
+            return {}
+        return {"tools": tools, "tool_choice": choice}
 
     def _start_response(self, draft: _Draft, t_ms: float) -> Any:
-        messages = self.dialogue.messages_with_user(draft.user_text)
+        messages = self.dialogue.messages_with_user(draft.user_text, draft.options.instructions)
+        tool_args = self._tool_args(draft.options)
         llm, tts = self.llm, self.tts
         max_tokens = self.config.models.llm.max_tokens
         out_rate = self.out_rate
@@ -608,7 +642,7 @@ class CascadeSession:
             # draft cancelled mid-clause (a revised final, a barge-in) stops within a
             # token instead of finishing its clause on cores the listener needs.
             t0 = time.perf_counter()
-            stream = llm.stream(messages, max_tokens=max_tokens)
+            stream: Iterator[Any] = llm.stream(messages, max_tokens=max_tokens, **tool_args)
             spoken, splitter = SpokenText(), ClauseSplitter()
             first, joined = True, False  # joined: the previous clause stopped mid-sentence
             ttft = 0.0
@@ -638,6 +672,10 @@ class CascadeSession:
                 if end_probability is not None:
                     yield ("eou", semantic_end_score(end_probability))
                 while piece is not None:
+                    if isinstance(piece, ToolCall):
+                        yield ("tool_call", piece)
+                        piece = next(stream, None)
+                        continue
                     clauses = splitter.feed(spoken.feed(_SPECIAL.sub("", piece)))
                     for clause in clauses:
                         yield from speak(clause)
@@ -686,6 +724,9 @@ class CascadeSession:
                 audio, text, words, info = payload
                 draft.stage_ms.update(info)
                 draft.audio.append((audio, text, words))
+            elif kind == "tool_call":
+                draft.tool_calls.append(payload)
+                draft.calls_to_emit.append(payload)
             elif kind == "done":
                 draft.done = True
         if self._playing is not None:
@@ -701,6 +742,13 @@ class CascadeSession:
             else:
                 self._pending_events.append(AgentTextDelta(t_ms, draft.response_id, part))
         draft.text_parts.clear()
+        for call in draft.calls_to_emit:
+            event = AgentToolCall(t_ms, draft.response_id, call.call_id, call.name, call.arguments)
+            if events is not None:
+                events.append(event)
+            else:
+                self._pending_events.append(event)
+        draft.calls_to_emit.clear()
         for audio, text, words in draft.audio:
             self.playout.append(audio, text, words)
         draft.audio.clear()
@@ -746,7 +794,10 @@ class CascadeSession:
         self.playout.flush()
         heard = track.heard_text() if interrupted else track.text
         full = track.text + "".join(" " + p for p in draft.text_parts)
-        self.dialogue.add_assistant(heard, interrupted=interrupted)
+        if draft.options.record and draft.tool_calls:
+            self.dialogue.add(ChatMessage("assistant", heard.strip(), tool_calls=tuple(draft.tool_calls)))
+        elif draft.options.record:
+            self.dialogue.add_assistant(heard, interrupted=interrupted)
         self._playing = None
         self._last_track = track
         self.playout.track = None
@@ -772,6 +823,18 @@ class CascadeSession:
 
     def set_instructions(self, text: str) -> None:
         self.dialogue.set_system(text)
+
+    def set_tools(self, tools: tuple[Tool, ...], tool_choice: ToolChoice) -> None:
+        """The functions the following responses may call, and whether they must."""
+        self.tools, self.tool_choice = tools, tool_choice
+
+    def add_message(self, message: ChatMessage) -> None:
+        """Append a client's item to the history (text, earlier answers, a tool's result)."""
+        self.dialogue.add(message)
+
+    def set_history(self, messages: list[ChatMessage]) -> None:
+        """Replace the history (the client deleted or inserted items)."""
+        self.dialogue.replace(messages)
 
     # ------------------------------------------------------------------ status
     def status(self) -> AgentStatus:

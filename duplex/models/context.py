@@ -19,7 +19,7 @@ class Dialogue:
         self.messages: list[ChatMessage] = []
 
     def add_user(self, text: str) -> None:
-        if self.messages and self.messages[-1].role == "user":
+        if self.messages and self.messages[-1].role == "user" and not self.messages[-1].tool_calls:
             # Two user turns in a row (the agent said nothing): merge them.
             prev = self.messages.pop()
             text = f"{prev.content} {text}"
@@ -43,15 +43,32 @@ class Dialogue:
                 break
         self.add_assistant(text, interrupted=interrupted)
 
+    def add(self, message: ChatMessage) -> None:
+        """Append any message as it is (a client's item: system text, history, a tool result)."""
+        self.messages.append(message)
+        self._bound()
+
+    def replace(self, messages: list[ChatMessage]) -> None:
+        """The whole history at once (a client edited it: deleted or inserted items)."""
+        self.messages = list(messages)
+        self._bound()
+
     def set_system(self, text: str) -> None:
         self.system = ChatMessage("system", text)
 
-    def messages_with_user(self, text: str) -> list[ChatMessage]:
-        """The messages to answer ``text`` with (the history is not changed)."""
+    def messages_with_user(self, text: str, instructions: str | None = None) -> list[ChatMessage]:
+        """The messages to answer ``text`` with (the history is not changed).
+
+        ``text`` empty answers the history as it stands (the client asked for a response
+        now); ``instructions`` replace the system prompt for this answer only.
+        """
+        system = self.system if instructions is None else ChatMessage("system", instructions)
         history = list(self.messages)
+        if not text.strip():
+            return [system, *history]
         if history and history[-1].role == "user":
             text = f"{history.pop().content} {text}"
-        return [self.system, *history, ChatMessage("user", text)]
+        return [system, *history, ChatMessage("user", text)]
 
     def _bound(self) -> None:
         if len(self.messages) > self.max_messages:

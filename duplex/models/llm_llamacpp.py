@@ -16,15 +16,24 @@ Three things make it fit a voice loop:
   messages drop out of the middle, their span is removed from the KV cache and the later
   positions are shifted down (llama.cpp's context shift), so the cached tail is reused
   instead of re-evaluated and time to first token stays flat over hundreds of turns.
+
+Function calling: a response that must call a function (``tool_choice`` "required" or a
+function's name) is decoded under a llama.cpp grammar built from the functions' JSON
+Schemas, so the call is always well-formed JSON that names an offered function and fits
+its parameters. With ``tool_choice`` "auto" the model answers in words: SmolLM2-135M was
+not trained to decide when to call a function (it either never does or calls one for
+"hello"), so it is not asked to.
 """
 
 from __future__ import annotations
 
 import codecs
 import importlib.util
+import json
 import logging
 import math
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +43,7 @@ import numpy as np
 
 from duplex.errors import BackendError, ModelNotFound
 from duplex.models.gguf_weights import reencoded
-from duplex.models.stages import ChatMessage
+from duplex.models.stages import ChatMessage, Tool, ToolCall, ToolChoice
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +213,17 @@ class ChatFormat:
     turn_end: str
 
     def render(self, message: ChatMessage) -> str:
-        """The prompt text of one message, template markers included."""
+        """The prompt text of one message, template markers included.
+
+        A tool's result is a user turn that says so; an assistant's calls are written out
+        after its words (the small chat templates have no tool roles)."""
+        if message.role == "tool":
+            message = ChatMessage("user", f"The function answered: {message.content}. Tell me in one sentence.")
+        elif message.tool_calls:
+            calls = " ".join(
+                json.dumps({"name": c.name, "arguments": _json_or_text(c.arguments)}) for c in message.tool_calls
+            )
+            message = ChatMessage("assistant", f"{message.content} (function call) {calls}".strip())
         if self.name == "gemma":
             # Gemma has no system role; its template folds the system text into the first
             # user turn. A turn of its own keeps messages independently tokenizable.
@@ -217,6 +236,41 @@ class ChatFormat:
         if self.name == "gemma":
             return "<start_of_turn>model\n"
         return "<|im_start|>assistant\n"
+
+
+def _json_or_text(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def call_schema(tools: Sequence[Tool]) -> dict[str, object]:
+    """JSON Schema of one call to any of ``tools``: ``{"name": ..., "arguments": {...}}``."""
+    options = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": t.name},
+                "arguments": t.parameters or {"type": "object", "properties": {}},
+            },
+            "required": ["name", "arguments"],
+        }
+        for t in tools
+    ]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def forced_tools(tools: Sequence[Tool], tool_choice: ToolChoice) -> list[Tool]:
+    """The functions one of which must be called now ([] : the model answers in words)."""
+    if tool_choice == "required":
+        return list(tools)
+    if tool_choice in ("auto", "none"):
+        return []
+    named = [t for t in tools if t.name == tool_choice]
+    if not named:
+        raise BackendError(f"tool_choice names {tool_choice!r}, which is not among the tools offered")
+    return named
 
 
 CHATML = ChatFormat(name="chatml", turn_end="<|im_end|>")
@@ -250,6 +304,8 @@ class LlamaCppGenerator:
     One instance holds one llama.cpp context; calls to ``stream`` must not overlap (the
     runtime runs one answer at a time and closes the previous stream before a new one).
     """
+
+    supports_tools = True
 
     def __init__(
         self,
@@ -350,21 +406,52 @@ class LlamaCppGenerator:
         """Number of tokens ``text`` takes (plain text, no template markers)."""
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> Iterator[str]:
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        tools: Sequence[Tool] = (),
+        tool_choice: ToolChoice = "auto",
+    ) -> Iterator[str | ToolCall]:
         """Yield the answer to ``messages`` as text pieces while it is decoded.
 
         The prompt is bounded to ``n_ctx - max_tokens - CONTEXT_MARGIN_TOKENS`` tokens by
-        ``fit_context``. Closing the iterator stops decoding before the next token.
+        ``fit_context``. Closing the iterator stops decoding before the next token. When
+        ``tool_choice`` requires a call, the answer is one ``ToolCall`` decoded under the
+        functions' grammar instead of words.
 
         Raises:
-            BackendError: llama.cpp failed to decode.
+            BackendError: llama.cpp failed to decode, or ``tool_choice`` names a function
+                that is not offered.
         """
+        must_call = forced_tools(tools, tool_choice)
         max_tokens = max(1, min(max_tokens, self.n_ctx // 2))
         budget = self.n_ctx - max_tokens - CONTEXT_MARGIN_TOKENS - len(self._bos)
         budget -= len(self._segment(ChatMessage("assistant", ""), generation_prompt=True))
         kept = fit_context(messages, lambda m: len(self._segment(m)), budget)
         kept = self._clip_last(self._without_readmitted(kept), budget)
+        if must_call:
+            return self._call(kept, must_call, max(max_tokens, 256))
         return self._generate(kept, max_tokens)
+
+    def _call(self, kept: list[ChatMessage], tools: list[Tool], max_tokens: int) -> Iterator[str | ToolCall]:
+        """Decode one function call under the grammar of ``tools``' JSON Schemas."""
+        from llama_cpp import LlamaGrammar
+
+        try:
+            grammar = LlamaGrammar.from_json_schema(json.dumps(call_schema(tools)), verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"cannot build a grammar from the tools' parameters: {exc}") from exc
+        listed = "; ".join(f"{t.name}: {t.description}" for t in tools)
+        ask = ChatMessage("user", f"{kept[-1].content}\nCall one function ({listed}) with arguments taken from my words.") if kept and kept[-1].role == "user" else None
+        prompt = kept[:-1] + [ask] if ask is not None else kept
+        text = "".join(p for p in self._generate(prompt, max_tokens, grammar=grammar) if isinstance(p, str))
+        try:
+            call = json.loads(text)
+        except ValueError as exc:
+            raise BackendError(f"the function call was cut at {max_tokens} tokens: {text[:200]!r}") from exc
+        yield ToolCall(f"call_{uuid.uuid4().hex[:16]}", str(call["name"]), json.dumps(call["arguments"]))
 
     def prefill(self, messages: Sequence[ChatMessage]) -> int:
         """Evaluate the prompt for ``messages`` ahead of time, while the user still talks.
@@ -404,7 +491,7 @@ class LlamaCppGenerator:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _generate(self, kept: list[ChatMessage], max_tokens: int) -> Iterator[str]:
+    def _generate(self, kept: list[ChatMessage], max_tokens: int, grammar: Any = None) -> Iterator[str]:
         self._turn += 1
         turn = self._turn
         segments = [self._segment(m) for m in kept]
@@ -443,10 +530,17 @@ class LlamaCppGenerator:
             raise BackendError(f"llama.cpp failed on the prompt: {exc}") from exc
         self._kv = _KvState(messages=list(kept), lengths=[len(s) for s in segments])
 
-        sampler = self._sampler([m.content for m in kept if m.role == "assistant"])
+        if grammar is not None:
+            from llama_cpp import _internals
+
+            sampler = _internals.LlamaSampler()
+            sampler.add_grammar(llm._model, grammar)
+            sampler.add_greedy()
+        else:
+            sampler = self._sampler([m.content for m in kept if m.role == "assistant"])
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         said = ""
-        may_end = self.min_words <= 0
+        may_end = self.min_words <= 0 or grammar is not None
         for _ in range(max_tokens):
             if not may_end:
                 may_end = len(_WORDS.findall(said)) >= self.min_words

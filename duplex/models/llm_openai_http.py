@@ -4,6 +4,10 @@ For users who run a bigger model in a local server (llama.cpp ``llama-server``, 
 LM Studio, ...). Requests use ``stream: true`` and the answer arrives as server-sent events,
 one ``data: {json}`` line per delta, ending with ``data: [DONE]``. Only the standard library
 is used.
+
+Function calling: ``tools`` and ``tool_choice`` are forwarded as the chat API has them; the
+``delta.tool_calls`` fragments the server streams are put together and yielded as whole
+``ToolCall`` items once the stream ends (text pieces are yielded as they come).
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from duplex.errors import BackendError, ConfigError
-from duplex.models.stages import ChatMessage
+from duplex.models.stages import ChatMessage, Tool, ToolCall, ToolChoice
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +28,52 @@ log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4
 
 
+def _message_json(m: ChatMessage) -> dict[str, object]:
+    """One message as the chat completions API takes it."""
+    out: dict[str, object] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [
+            {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    if m.role == "tool":
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _tools_json(tools: Sequence[Tool], tool_choice: ToolChoice) -> dict[str, object]:
+    """The request's ``tools`` and ``tool_choice`` fields."""
+    specs = [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.parameters or {"type": "object", "properties": {}},
+            },
+        }
+        for t in tools
+    ]
+    choice: object = tool_choice
+    if tool_choice not in ("auto", "none", "required"):
+        choice = {"type": "function", "function": {"name": tool_choice}}
+    return {"tools": specs, "tool_choice": choice}
+
+
+@dataclass
+class _CallParts:
+    """A tool call's fragments as they stream in (``delta.tool_calls[i]``)."""
+
+    call_id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
 class OpenAIHttpGenerator:
     """A ``TextGenerator`` backed by an OpenAI-compatible chat completions endpoint."""
+
+    supports_tools = True
 
     def __init__(
         self,
@@ -68,8 +117,15 @@ class OpenAIHttpGenerator:
         """Estimated tokens of ``text`` (about four characters a token)."""
         return max(1, -(-len(text) // CHARS_PER_TOKEN)) if text else 0
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> Iterator[str]:
-        """Yield the answer's text deltas as the server sends them.
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        tools: Sequence[Tool] = (),
+        tool_choice: ToolChoice = "auto",
+    ) -> Iterator[str | ToolCall]:
+        """Yield the answer's text deltas as the server sends them, then its tool calls.
 
         Closing the iterator closes the HTTP connection, which makes the server stop
         generating.
@@ -78,20 +134,22 @@ class OpenAIHttpGenerator:
             BackendError: the server is unreachable, answers with an HTTP error, or sends a
                 stream that is not OpenAI-style SSE.
         """
-        body = {
+        body: dict[str, object] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [_message_json(m) for m in messages],
             "max_tokens": max_tokens,
             "temperature": self.temperature,
             "stream": True,
         }
+        if tools:
+            body.update(_tools_json(tools, tool_choice))
         return self._stream(json.dumps(body).encode("utf-8"))
 
     def _connection(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         return cls(self._host, self._port, timeout=self.timeout_s)
 
-    def _stream(self, body: bytes) -> Iterator[str]:
+    def _stream(self, body: bytes) -> Iterator[str | ToolCall]:
         url = f"{self.base_url}/chat/completions"
         headers = {
             "Content-Type": "application/json",
@@ -121,12 +179,21 @@ class OpenAIHttpGenerator:
                 raise BackendError(
                     f"{url} answered HTTP {response.status} {response.reason}: {detail[:500]}"
                 )
-            yield from self._read_events(response, url)
+            calls: dict[int, _CallParts] = {}
+            yield from self._read_events(response, url, calls)
+            for i in sorted(calls):
+                parts = calls[i]
+                if not parts.name:
+                    raise BackendError(f"{url} streamed a tool call without a function name")
+                yield ToolCall(parts.call_id or f"call_{i}", parts.name, "".join(parts.arguments) or "{}")
         finally:
             conn.close()
 
-    def _read_events(self, response: http.client.HTTPResponse, url: str) -> Iterator[str]:
-        """Parse SSE lines and yield each choice's ``delta.content``."""
+    def _read_events(
+        self, response: http.client.HTTPResponse, url: str, calls: dict[int, _CallParts]
+    ) -> Iterator[str]:
+        """Parse SSE lines and yield each choice's ``delta.content``; tool call fragments
+        go into ``calls`` by their index."""
         data_lines: list[str] = []
         while True:
             try:
@@ -139,7 +206,7 @@ class OpenAIHttpGenerator:
                 raise BackendError(f"stream from {url} broke: {exc}") from exc
             if not raw:  # connection closed without [DONE]
                 if data_lines:
-                    yield from self._event("\n".join(data_lines), url)
+                    yield from self._event("\n".join(data_lines), url, calls)
                 return
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             if line == "":  # blank line ends an event
@@ -148,7 +215,7 @@ class OpenAIHttpGenerator:
                     data_lines = []
                     if event.strip() == "[DONE]":
                         return
-                    yield from self._event(event, url)
+                    yield from self._event(event, url, calls)
                 continue
             if line.startswith(":"):  # SSE comment / keep-alive
                 continue
@@ -162,7 +229,7 @@ class OpenAIHttpGenerator:
                 )
 
     @staticmethod
-    def _event(data: str, url: str) -> Iterator[str]:
+    def _event(data: str, url: str, calls: dict[int, _CallParts]) -> Iterator[str]:
         try:
             payload = json.loads(data)
         except json.JSONDecodeError as exc:
@@ -179,3 +246,14 @@ class OpenAIHttpGenerator:
             content = delta.get("content") if isinstance(delta, dict) else None
             if content:
                 yield str(content)
+            fragments = delta.get("tool_calls") if isinstance(delta, dict) else None
+            for frag in fragments if isinstance(fragments, list) else []:
+                if not isinstance(frag, dict):
+                    continue
+                index = frag.get("index", 0)
+                parts = calls.setdefault(index if isinstance(index, int) else 0, _CallParts())
+                parts.call_id = parts.call_id or str(frag.get("id") or "")
+                fn = frag.get("function") if isinstance(frag.get("function"), dict) else {}
+                parts.name = parts.name or str(fn.get("name") or "")
+                if isinstance(fn.get("arguments"), str):
+                    parts.arguments.append(fn["arguments"])

@@ -71,7 +71,7 @@ class ScriptedLlm:
         self.delay_s = delay_s
         self.requests: list[list[ChatMessage]] = []
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int, **tools: object) -> Iterator[str]:
         self.requests.append(list(messages))
         for i, word in enumerate(self.reply.split()[:max_tokens]):
             if self.delay_s:

@@ -16,15 +16,43 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model asked the client to run: ``arguments`` is a JSON object's text."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call (OpenAI's function tool: ``parameters`` is a JSON Schema)."""
+
+    name: str
+    description: str = ""
+    parameters: dict | None = None
+
+
+# "auto", "none", "required", or the name of the one function that must be called.
+ToolChoice = str
 
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One message of the dialogue history handed to a text generator."""
+    """One message of the dialogue history handed to a text generator.
+
+    An assistant message may carry the tool calls it made (``tool_calls``); a ``tool``
+    message is one call's result, answering ``tool_call_id``.
+    """
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,7 +124,10 @@ class TextGenerator(Protocol):
     def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> Iterator[str]:
         """Yield the answer to ``messages`` piece by piece (tokens or words).
 
-        Closing the iterator early cancels generation.
+        Closing the iterator early cancels generation. A generator that can call
+        functions also takes ``tools: Sequence[Tool]`` and ``tool_choice: ToolChoice``
+        keywords (``supports_tools = True``) and may yield ``ToolCall`` items among
+        the text pieces.
         """
 
     def count_tokens(self, text: str) -> int:

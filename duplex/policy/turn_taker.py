@@ -50,6 +50,7 @@ from duplex.models.actions import (
     DiscardDraft,
     PauseOutput,
     ResumeOutput,
+    ResponseOptions,
     StopOutput,
     TakeTurn,
     Transcribe,
@@ -206,9 +207,14 @@ class TurnTaker:
     _voiced_db: list[float] = field(default_factory=list)  # levels of the current turn's voiced frames
     _frame_voiced: bool = False
     _force_take: bool = False
+    _commit_answers: bool = True  # the committed turn is answered (False: only recorded)
+    _respond_after_commit: ResponseOptions | None = None  # a response asked for meanwhile
 
-    def commit(self, t_ms: float) -> tuple[list[Action], list[Event]]:
-        """The client says the user's turn is over (``input_audio_buffer.commit``)."""
+    def commit(self, t_ms: float, answer: bool = True) -> tuple[list[Action], list[Event]]:
+        """The client says the user's turn is over (``input_audio_buffer.commit``).
+
+        ``answer`` False only records the user's words once transcribed (OpenAI's manual
+        mode: the client sends ``response.create`` for the answer)."""
         actions: list[Action] = []
         u = self._user
         if not u.open and self._speech.active:
@@ -222,12 +228,32 @@ class TurnTaker:
             u.final_text = None
             actions.append(Transcribe(u.start_ms, u.speech_end_ms, draft=True))
         self._force_take = True
+        self._commit_answers = answer
         return actions, []
+
+    def respond(self, t_ms: float, options: ResponseOptions) -> tuple[list[Action], list[Event]]:
+        """Answer now (``response.create``): from the history as it stands, or, while a
+        committed turn is being transcribed, as soon as its words are in."""
+        if self._force_take:
+            self._respond_after_commit = options
+            return [], []
+        events: list[Event] = []
+        actions: list[Action] = [DiscardDraft(), StopOutput(), TakeTurn("", t_ms, options)]
+        self._user = _Turn()
+        self._barge = None
+        self._set_state(ConvState.THINKING, t_ms, "response requested", events)
+        return actions, events
+
+    def _committed_options(self) -> ResponseOptions:
+        """How the turn a client committed is answered; resets the commit."""
+        opts = self._respond_after_commit or ResponseOptions(answer=self._commit_answers)
+        self._force_take, self._commit_answers, self._respond_after_commit = False, True, None
+        return opts
 
     def clear(self) -> list[Action]:
         """Forget the user's turn in progress (``input_audio_buffer.clear``)."""
         self._user = _Turn()
-        self._force_take = False
+        self._force_take, self._commit_answers, self._respond_after_commit = False, True, None
         return [DiscardDraft()]
 
     def take_text_turn(self, text: str, t_ms: float) -> tuple[list[Action], list[Event]]:
@@ -349,7 +375,7 @@ class TurnTaker:
         if self.state == ConvState.LISTENING:
             self._listening(t_ms, signals, started, actions, events)
         elif self.state == ConvState.THINKING:
-            if started:
+            if started and self.auto_turns:
                 # The user went on: the turn was not over. Drop the answer, keep the turn.
                 actions.append(StopOutput())
                 self._user.requested_end_ms = -1.0
@@ -357,7 +383,7 @@ class TurnTaker:
                 self._user.eot_score = None
                 self._set_state(ConvState.LISTENING, t_ms, "user continued", events)
         elif self.state == ConvState.SPEAKING:
-            if started and self.barge.enabled:
+            if started and self.barge.enabled and self.auto_turns:
                 self._barge = _Barge(start_ms=self._speech.onset_ms, voiced_ms=self._speech.voiced_ms)
                 actions.append(PauseOutput())
                 events.append(BargeIn(t_ms, "pause", agent.response_id))
@@ -424,13 +450,20 @@ class TurnTaker:
             # Nothing intelligible: not a turn (noise, breath).
             actions.append(DiscardDraft())
             self._user = _Turn()
+            if self._force_take:
+                asked = self._respond_after_commit
+                self._committed_options()
+                if asked is not None:  # a response asked for after the commit answers the history
+                    actions.extend([StopOutput(), TakeTurn("", t_ms, asked)])
+                    self._set_state(ConvState.THINKING, t_ms, "response requested", events)
             return
         if self._force_take or (self.auto_turns and silence >= self._end_silence_needed()):
-            self._force_take = False
-            actions.append(TakeTurn(u.final_text, u.speech_end_ms))
+            opts = self._committed_options() if self._force_take else ResponseOptions()
+            actions.append(TakeTurn(u.final_text, u.speech_end_ms, opts))
             self._learn_user_level()
             events.append(TurnTaken(t_ms, u.speech_end_ms, u.final_text, u.eot_score or 0.0))
-            self._set_state(ConvState.THINKING, t_ms, "end of turn", events)
+            if opts.answer:
+                self._set_state(ConvState.THINKING, t_ms, "end of turn", events)
             self._user = _Turn()
 
     def _request_final(self, actions: list[Action]) -> None:

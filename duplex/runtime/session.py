@@ -23,7 +23,9 @@ from duplex.config import Config
 from duplex.errors import AudioFormatError, SessionClosed
 from duplex.events import AgentAudioDone, ErrorEvent, Event, SessionStarted, Stall
 from duplex.events import SessionClosed as SessionClosedEvent
+from duplex.models.actions import ResponseOptions
 from duplex.models.base import ModelSession
+from duplex.models.stages import ChatMessage, Tool, ToolChoice
 from duplex.policy.echo import EchoEstimator, make_echo_canceller
 from duplex.policy.turn_taker import ConvState, TurnTaker
 from duplex.runtime import heap
@@ -203,9 +205,35 @@ class Session:
 
     # ---------------------------------------------------------------- control
     # Called from any thread; applied by the session's own thread at its next tick.
-    def commit(self) -> None:
-        """End the user's turn now (manual turn detection)."""
-        self._controls.append(self.turn_taker.commit)
+    def commit(self, answer: bool = True) -> None:
+        """End the user's turn now (manual turn detection); ``answer`` False only records
+        the user's words, for a client that asks for the response itself (``respond``)."""
+        self._controls.append(lambda t: self.turn_taker.commit(t, answer))
+
+    def respond(self, options: ResponseOptions | None = None) -> None:
+        """Answer now, from the history as it stands (or the turn just committed)."""
+        opts = options or ResponseOptions()
+        self._controls.append(lambda t: self.turn_taker.respond(t, opts))
+
+    def add_message(self, message: ChatMessage) -> None:
+        """Append a message to the history without answering it (a client's item)."""
+        self._model_control("add_message", message)
+
+    def set_history(self, messages: list[ChatMessage]) -> None:
+        """Replace the history the agent answers from (a client edited it)."""
+        self._model_control("set_history", list(messages))
+
+    def set_tools(self, tools: tuple[Tool, ...], tool_choice: ToolChoice = "auto") -> None:
+        """The functions the following responses may call."""
+        self._model_control("set_tools", tuple(tools), tool_choice)
+
+    def _model_control(self, method: str, *args: object) -> None:
+        """Call the model session's ``method`` at the next tick, if the model has it."""
+        fn = getattr(self.model, method, None)
+        if fn is None:
+            log.warning("the model cannot %s; ignored", method.replace("_", " "))
+            return
+        self._controls.append(lambda t: (fn(*args) or [], []))
 
     def clear_input(self) -> None:
         """Drop queued input and the user's turn in progress."""
