@@ -247,7 +247,7 @@ def _json_or_text(text: str) -> object:
 
 def call_schema(tools: Sequence[Tool]) -> dict[str, object]:
     """JSON Schema of one call to any of ``tools``: ``{"name": ..., "arguments": {...}}``."""
-    options = [
+    options: list[dict[str, object]] = [
         {
             "type": "object",
             "properties": {

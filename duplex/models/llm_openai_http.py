@@ -253,7 +253,9 @@ class OpenAIHttpGenerator:
                 index = frag.get("index", 0)
                 parts = calls.setdefault(index if isinstance(index, int) else 0, _CallParts())
                 parts.call_id = parts.call_id or str(frag.get("id") or "")
-                fn = frag.get("function") if isinstance(frag.get("function"), dict) else {}
+                fn = frag.get("function")
+                if not isinstance(fn, dict):
+                    fn = {}
                 parts.name = parts.name or str(fn.get("name") or "")
                 if isinstance(fn.get("arguments"), str):
                     parts.arguments.append(fn["arguments"])

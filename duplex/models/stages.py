@@ -121,7 +121,7 @@ class SpeechRecognizer(Protocol):
 class TextGenerator(Protocol):
     """A chat LLM that streams its answer as text pieces."""
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> Iterator[str | ToolCall]:
         """Yield the answer to ``messages`` piece by piece (tokens or words).
 
         Closing the iterator early cancels generation. A generator that can call

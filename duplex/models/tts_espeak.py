@@ -52,6 +52,29 @@ _ABBREVIATIONS = frozenset(
 _WORD_STRIP = "\"'()[]{}<>.,;:!?\u2026\u201c\u201d\u2018\u2019-\u2013\u2014*_/"
 
 
+# Silence kept before a chunk's first sound: enough for a soft onset ("h", "f")
+# under the voiced threshold, short next to what a listener waits.
+LEAD_PAD_MS = 10.0
+
+
+def trim_leading_silence(chunk: SpeechChunk, sample_rate: int, pad_ms: float = LEAD_PAD_MS) -> SpeechChunk:
+    """``chunk`` without the silence a synthesizer puts before its first sound, but
+    ``pad_ms`` of it; word timings move with the audio.
+
+    Every sentence chunk starts this way, so the first sound of an answer comes as soon
+    as its first chunk is played (Piper puts 40-90 ms of silence there, espeak-ng up to
+    50 ms). The silence after a sentence is kept: it is the pause before the next one.
+    """
+    start, _ = voiced_span(chunk.samples, sample_rate)
+    cut = max(0, start - int(pad_ms * sample_rate / 1000.0))
+    if cut == 0:
+        return chunk
+    words = tuple(
+        WordTiming(w.word, max(0, w.start_sample - cut), max(0, w.end_sample - cut)) for w in chunk.words
+    )
+    return SpeechChunk(chunk.samples[cut:], chunk.text, words)
+
+
 def split_sentences(text: str) -> list[str]:
     """Split text into sentences, keeping their punctuation.
 
@@ -307,7 +330,8 @@ class EspeakSynthesizer:
             with _ENGINE_LOCK:
                 pcm, events = _engine().synth(sentence, self.voice, self.rate_wpm)
             samples = pcm.astype(np.float32) / 32768.0
-            yield SpeechChunk(samples, sentence, self._word_timings(sentence, samples, events))
+            chunk = SpeechChunk(samples, sentence, self._word_timings(sentence, samples, events))
+            yield trim_leading_silence(chunk, self.sample_rate)
 
     def _word_timings(
         self, sentence: str, samples: np.ndarray, events: list[tuple[int, int, int]]

@@ -6,7 +6,8 @@ phoneme-id mapping. The onnxruntime session is built here, with a bounded thread
 count, so synthesis leaves the other cores to the recognizer and the LLM.
 
 Speech is produced one sentence a chunk, so the first audio is ready after the
-first sentence only.
+first sentence only. The voice's silence before each sentence (40-90 ms) is cut to
+``tts_espeak.LEAD_PAD_MS``: a listener would wait for it.
 
 Word timings: the voice model's duration predictor gives the exact number of
 samples of every phoneme. Piper 1.8 exposes it only from a graph with an extra
@@ -36,6 +37,7 @@ from duplex.models.tts_espeak import (
     estimate_word_timings,
     split_sentences,
     split_words,
+    trim_leading_silence,
     voiced_span,
 )
 
@@ -283,7 +285,7 @@ class PiperSynthesizer:
             with self._lock:
                 chunk = self._synthesize_sentence(sentence)
             if chunk is not None:
-                yield chunk
+                yield trim_leading_silence(chunk, self.sample_rate)
 
     def _synthesize_sentence(self, sentence: str) -> SpeechChunk | None:
         audio: list[np.ndarray] = []
