@@ -213,6 +213,11 @@ class RealtimeConnection:
             await self._apply(session, event)
         except rs.ClientEventError as exc:
             await self._error(exc.code, exc.message, exc.param, exc.event_id or event.event_id)
+        except ConnectionClosed:
+            raise
+        except Exception as exc:  # a bug here must not end the conversation (close 1011)
+            log.exception("%s failed", event.type)
+            await self._emit("error", error={"type": "server_error", "code": "internal_error", "message": f"{event.type} failed: {exc}", "param": None, "event_id": event.event_id})
 
     async def _apply(self, session: Session, e: rs.ClientEvent) -> None:
         if isinstance(e, rs.SessionUpdate):
@@ -458,7 +463,12 @@ class RealtimeConnection:
     async def _pump(self, session: Session) -> None:
         try:
             async for event in session.events():
-                await self._on_event(event)
+                try:
+                    await self._on_event(event)
+                except ConnectionClosed:
+                    raise
+                except Exception:  # one event's bug must not stop every later event
+                    log.exception("sending %s failed", event.type)
         except ConnectionClosed:
             pass
 

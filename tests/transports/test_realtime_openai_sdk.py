@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fake_chat_server import FakeChatServer
 
 from duplex.audio.frame import float_to_pcm16
 from duplex.audio.resample import resample
@@ -27,7 +28,6 @@ from duplex.runtime.runtime import Runtime
 from duplex.transports.server import BackgroundServer
 
 from conftest import silence, tone
-from fake_chat_server import FakeChatServer
 
 WEATHER_TOOL = {
     "type": "function",
