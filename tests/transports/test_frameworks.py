@@ -1,0 +1,106 @@
+"""pipecat and LiveKit Agents, unchanged, against ``/v1/realtime`` on a real 127.0.0.1 server.
+
+Each framework runs in its own environment (``.venv-frameworks``: their dependencies
+clash with ours; ``make frameworks-venv`` makes it and ``make test`` depends on it) from a
+script in ``tests/frameworks/`` that drives the framework's own OpenAI Realtime service
+as the framework does, and prints what it saw as JSON.
+
+The protocol flows run on the scripted runtime (tone speech, a scripted recognizer, the
+LLM a local chat server behind ``llm_openai_http``); one spoken turn per framework runs on
+the real default profile with espeak-ng speech.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from duplex.audio.frame import float_to_pcm16
+from duplex.audio.resample import resample
+from duplex.config import config_from_dict
+from duplex.models.llm_openai_http import OpenAIHttpGenerator
+from duplex.models.scripted import scripted_model
+from duplex.runtime.runtime import Runtime
+from duplex.transports.server import BackgroundServer
+
+from conftest import tone
+from fake_chat_server import FakeChatServer
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = ROOT / ".venv-frameworks" / "bin" / "python"
+SCRIPTS = ROOT / "tests" / "frameworks"
+
+
+def framework_python() -> Path:
+    if not PYTHON.exists():
+        pytest.fail(f"{PYTHON} is missing: run `make frameworks-venv` (make test does)")
+    return PYTHON
+
+
+def write_wav24(path: Path, audio16: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes(float_to_pcm16(resample(audio16, 16000, 24000)))
+    return path
+
+
+def run_flows(script: str, port: int, wav: Path, *args: str, timeout: float = 240) -> dict[str, Any]:
+    cmd = [str(framework_python()), str(SCRIPTS / script), f"http://127.0.0.1:{port}/v1", str(wav), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def scripted_server():
+    with FakeChatServer() as chat:
+        # The client plays the answers; no server-side echo canceller (speex, adapted to
+        # one pure tone, mutes the next tone it hears).
+        cfg = config_from_dict({"models": {"kind": "scripted"}, "echo": {"engine": "none"}})
+        model = scripted_model(cfg, script=["What time is it?"])
+        model.stages.llm = lambda: OpenAIHttpGenerator(chat.base_url, model="fake", temperature=0.0)
+        runtime = Runtime(cfg, model=model, clock="realtime")
+        with BackgroundServer(runtime) as server:
+            yield server, chat
+        runtime.close()
+
+
+def check_flows(r: dict[str, Any], chat: FakeChatServer) -> None:
+    """What both frameworks must see: every flow answered, no error event."""
+    assert r["errors"] == [], r["errors"]
+    assert r["greeting"]["text"].startswith("Told"), r["greeting"]
+    # The greeting's instructions reached the LLM (LiveKit appends them to the session's).
+    assert any("Say hello." in q["messages"][0]["content"] for q in chat.requests if q["messages"][0]["role"] == "system")
+    assert r["greeting"]["audio_s"] > 1.0
+    assert r["spoken"]["audio_s"] > 1.0
+    assert [t for t, final in r["transcripts"] if final] == ["What time is it?"]  # once
+    assert r["typed"]["text"].startswith("Told be here")
+    assert r["barged"]["audio_s"] < 4.0  # cut short: the full answer is 14 words of 0.3 s
+    assert "cancelled" in r["responses"]
+    assert r["truncated"], "the interrupted answer was never truncated"
+    assert [c["name"] for c in r["tool_call"]] == ["get_weather"]
+    assert json.loads(r["tool_call"][0]["arguments"]) == {"city": "Paris"}
+    assert r["tool_answer"]["text"] == "It is sunny in Paris."
+    tool_result = chat.requests[-1]["messages"][-1]
+    assert tool_result["role"] == "tool" and tool_result["content"] == "sunny"
+
+
+@pytest.mark.slow
+def test_livekit_agents_realtime_flows(scripted_server, tmp_path):
+    server, chat = scripted_server
+    wav = write_wav24(tmp_path / "q.wav", tone(1.0))
+    r = run_flows("livekit_flows.py", server.port, wav)
+    check_flows(r, chat)
+    # LiveKit's history: the typed message once, the transcript once.
+    users = [text for kind, role, text in r["history"] if kind == "message" and role == "user"]
+    assert users.count("What's up?") == 1 and users.count("What time is it?") == 1, r["history"]
+    assert r["greeting_user_initiated"] is True  # generate_reply matched by metadata
+    assert r["greeting_deleted"] and r["edited_history"][0][2] == "Earlier I said hi."
