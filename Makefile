@@ -7,7 +7,9 @@ PIP := $(PY) -m pip
 LLAMA_CPP_VERSION := 0.3.36
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 
-.PHONY: install install-torch system-deps demo test lint eval bench bench-model clean
+FW_VENV := .venv-frameworks
+
+.PHONY: install install-torch frameworks-venv system-deps demo test lint eval bench bench-model clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +34,16 @@ $(VENV)/.installed-torch: $(VENV)/.installed
 	$(PIP) install -q --no-deps moshi==0.2.13
 	touch $@
 
+# pipecat and LiveKit Agents, pinned, for the tests that run them against duplex: their own
+# environment, since their dependencies clash with ours.
+frameworks-venv: $(FW_VENV)/.installed
+
+$(FW_VENV)/.installed: tests/frameworks/requirements.txt
+	$(PYTHON) -m venv $(FW_VENV)
+	$(FW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FW_VENV)/bin/python -m pip install -q -r tests/frameworks/requirements.txt
+	touch $@
+
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex run demos/data/demo_conversation.wav --out out/demo
 
@@ -44,7 +56,7 @@ lint: install-torch
 system-deps:
 	bash scripts/system-deps.sh
 
-test: system-deps install-torch lint
+test: system-deps install-torch frameworks-venv lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -ra
 
 # The standard scenario set (seeded, espeak-ng + sox) through the default profile.
@@ -59,4 +71,4 @@ bench-model: install-torch
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex bench model --out out/bench/model.json
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FW_VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,9 @@
 """A small OpenAI-compatible chat server on 127.0.0.1 for the function-calling tests.
 
 It streams like ``/v1/chat/completions`` does (server-sent events). Its rules, fixed:
-offered tools and a last message from the user → a call to the first tool, with
+offered tools and a last message that asks about the weather (from the user, or as a
+system item: pipecat sends typed text so) → a call to
+the first tool, with
 ``{"city": "Paris"}`` as arguments sent in two fragments; a last message from a tool →
 "It is <the tool's output> in Paris."; anything else → a one-sentence answer naming the
 system prompt's first word ("Told <word> here, ..."; 14 words, long enough to interrupt),
@@ -44,7 +46,7 @@ class FakeChatServer:
     def answer(body: dict[str, Any]) -> list[dict[str, Any]]:
         messages = body["messages"]
         last = messages[-1]
-        if body.get("tools") and last["role"] == "user":
+        if body.get("tools") and last["role"] in ("user", "system") and "weather" in str(last["content"]).lower():
             name = body["tools"][0]["function"]["name"]
             first = {"index": 0, "id": "call_fake1", "type": "function", "function": {"name": name, "arguments": '{"city": '}}
             rest = {"index": 0, "function": {"arguments": '"Paris"}'}}

@@ -234,6 +234,7 @@ class _Draft:
     options: ResponseOptions = ResponseOptions()
     tool_calls: list[ToolCall] = field(default_factory=list)  # all the calls it made
     calls_to_emit: list[ToolCall] = field(default_factory=list)
+    history_at: tuple[int, int] | None = None  # where its answer goes in the history (Dialogue.mark)
 
 
 class CascadeModel:
@@ -607,6 +608,7 @@ class CascadeSession:
         draft.stage_ms["asr_final"] = self._final_compute_ms
         if text and opts.record:
             self.dialogue.add_user(text)
+        draft.history_at = self.dialogue.mark()
         self._restart_partials(t_ms)
         events: list[Event] = []
         if self._playing is not None:
@@ -795,9 +797,9 @@ class CascadeSession:
         heard = track.heard_text() if interrupted else track.text
         full = track.text + "".join(" " + p for p in draft.text_parts)
         if draft.options.record and draft.tool_calls:
-            self.dialogue.add(ChatMessage("assistant", heard.strip(), tool_calls=tuple(draft.tool_calls)))
+            self.dialogue.add(ChatMessage("assistant", heard.strip(), tool_calls=tuple(draft.tool_calls)), at=draft.history_at)
         elif draft.options.record:
-            self.dialogue.add_assistant(heard, interrupted=interrupted)
+            self.dialogue.add_assistant(heard, interrupted=interrupted, at=draft.history_at)
         self._playing = None
         self._last_track = track
         self.playout.track = None

@@ -17,6 +17,7 @@ class Dialogue:
         self.system = ChatMessage("system", system_prompt)
         self.max_messages = max_messages
         self.messages: list[ChatMessage] = []
+        self._version = 0  # bumped when messages are replaced or trimmed (a mark() goes stale)
 
     def add_user(self, text: str) -> None:
         if self.messages and self.messages[-1].role == "user" and not self.messages[-1].tool_calls:
@@ -26,14 +27,21 @@ class Dialogue:
         self.messages.append(ChatMessage("user", text))
         self._bound()
 
-    def add_assistant(self, text: str, *, interrupted: bool = False) -> None:
-        """Record what the user heard of the agent's answer (the spoken prefix)."""
+    def add_assistant(self, text: str, *, interrupted: bool = False, at: tuple[int, int] | None = None) -> None:
+        """Record what the user heard of the agent's answer (the spoken prefix).
+
+        ``at``: where the answer began in the history (``len(messages)`` then), so what
+        a client added while it played comes after it, as OpenAI's conversation has it.
+        """
         if not text.strip():
             return
         if interrupted:
             text = f"{text.strip()} —"
-        self.messages.append(ChatMessage("assistant", text.strip()))
-        self._bound()
+        self.add(ChatMessage("assistant", text.strip()), at=at)
+
+    def mark(self) -> tuple[int, int]:
+        """Where a message added now would go: (history version, index) for ``add(at=)``."""
+        return self._version, len(self.messages)
 
     def replace_last_assistant(self, text: str, *, interrupted: bool = False) -> None:
         """Rewrite the last assistant message (a client truncated its playback)."""
@@ -43,14 +51,21 @@ class Dialogue:
                 break
         self.add_assistant(text, interrupted=interrupted)
 
-    def add(self, message: ChatMessage) -> None:
-        """Append any message as it is (a client's item: system text, history, a tool result)."""
-        self.messages.append(message)
+    def add(self, message: ChatMessage, *, at: int | tuple[int, int] | None = None) -> None:
+        """Append any message as it is (a client's item: system text, history, a tool result).
+
+        ``at`` (a ``mark()``) puts it where the history ended then, unless the history was
+        replaced or trimmed since."""
+        if isinstance(at, tuple) and at[0] == self._version and at[1] <= len(self.messages):
+            self.messages.insert(at[1], message)
+        else:
+            self.messages.append(message)
         self._bound()
 
     def replace(self, messages: list[ChatMessage]) -> None:
         """The whole history at once (a client edited it: deleted or inserted items)."""
         self.messages = list(messages)
+        self._version += 1
         self._bound()
 
     def set_system(self, text: str) -> None:
@@ -75,3 +90,4 @@ class Dialogue:
             sinks = self.messages[:2]
             recent = self.messages[-(self.max_messages - 2) :]
             self.messages = sinks + recent
+            self._version += 1

@@ -63,15 +63,15 @@ class Run:
                 self.playing = (msg.message_id, time.monotonic())
                 out["message_id"] = msg.message_id
 
-                async def text() -> None:
-                    async for t in msg.text_stream:
+                async def text(m: llm.MessageGeneration) -> None:
+                    async for t in m.text_stream:
                         out["text"] += t
 
-                async def audio() -> None:
-                    async for frame in msg.audio_stream:
+                async def audio(m: llm.MessageGeneration) -> None:
+                    async for frame in m.audio_stream:
                         out["audio_s"] += frame.samples_per_channel / frame.sample_rate
 
-                await asyncio.gather(text(), audio())
+                await asyncio.gather(text(msg), audio(msg))
 
         async def calls() -> None:
             async for call in gen.function_stream:
