@@ -99,7 +99,7 @@ class Run:
         return [e for e in self.server_events if e["type"] == "error"]
 
 
-async def all_flows(run: Run, question: np.ndarray) -> dict[str, Any]:
+async def all_flows(run: Run, question: np.ndarray, idle: float) -> dict[str, Any]:
     s, report = run.session, {}
     await asyncio.sleep(0.5)
     await s.update_instructions("Be brief.")
@@ -151,8 +151,8 @@ async def all_flows(run: Run, question: np.ndarray) -> dict[str, Any]:
     return report
 
 
-async def spoken_only(run: Run, question: np.ndarray) -> dict[str, Any]:
-    await asyncio.sleep(0.5)
+async def spoken_only(run: Run, question: np.ndarray, idle: float) -> dict[str, Any]:
+    await asyncio.sleep(idle)
     t0 = time.monotonic()
     await run.push(np.concatenate([np.zeros(RATE // 2, np.int16), question, np.zeros(RATE, np.int16)]))
     gen = await asyncio.wait_for(run.generations.get(), 60)
@@ -165,17 +165,18 @@ async def main() -> None:
     ap.add_argument("base_url")
     ap.add_argument("question")
     ap.add_argument("--flows", choices=["all", "spoken"], default="all")
+    ap.add_argument("--idle", type=float, default=0.5, help="seconds without audio before the spoken question")
     args = ap.parse_args()
     run = Run(args.base_url)
     question = read_wav(args.question)
     try:
         flows = all_flows if args.flows == "all" else spoken_only
-        report = await flows(run, question)
+        report = await flows(run, question, args.idle)
     finally:
         await run.session.aclose()
         await run.model.aclose()
     kinds = [e["type"] for e in run.server_events]
-    report.update(errors=run.errors(), speech_started=run.speech_started, server_event_types=sorted(set(kinds)),
+    report.update(errors=run.errors(), heard=[e["transcript"] for e in run.server_events if e["type"] == "conversation.item.input_audio_transcription.completed"], speech_started=run.speech_started, server_event_types=sorted(set(kinds)),
                   truncated=[e for e in run.server_events if e["type"] == "conversation.item.truncated"],
                   responses=[e["response"]["status"] for e in run.server_events if e["type"] == "response.done"])
     print(json.dumps(report))

@@ -127,7 +127,7 @@ def last_answer_text(since: int) -> str:
     return ""
 
 
-async def all_flows(llm: OpenAIRealtimeLLMService, task: PipelineTask, rec: Recorder, context: LLMContext, question: bytes, app: Injector) -> dict[str, Any]:
+async def all_flows(llm: OpenAIRealtimeLLMService, task: PipelineTask, rec: Recorder, context: LLMContext, question: bytes, app: Injector, idle: float = 0.5) -> dict[str, Any]:
     report: dict[str, Any] = {}
     silence = bytes(RATE // 2 * 2)
     # 1. The greeting: the context's "Say hello." and a response on LLMRunFrame.
@@ -176,8 +176,8 @@ async def all_flows(llm: OpenAIRealtimeLLMService, task: PipelineTask, rec: Reco
     return report
 
 
-async def spoken_only(llm: OpenAIRealtimeLLMService, task: PipelineTask, rec: Recorder, context: LLMContext, question: bytes, app: Injector) -> dict[str, Any]:
-    await asyncio.sleep(0.5)
+async def spoken_only(llm: OpenAIRealtimeLLMService, task: PipelineTask, rec: Recorder, context: LLMContext, question: bytes, app: Injector, idle: float = 0.5) -> dict[str, Any]:
+    await asyncio.sleep(idle)
     t0 = time.monotonic()
     await push_audio(task, bytes(RATE) + question + bytes(RATE * 2))
     await until(lambda: answers_done(0) >= 1, timeout=60)
@@ -189,6 +189,7 @@ async def main() -> None:
     ap.add_argument("base_url")
     ap.add_argument("question")
     ap.add_argument("--flows", choices=["all", "spoken"], default="all")
+    ap.add_argument("--idle", type=float, default=0.5, help="seconds without audio before the spoken question")
     args = ap.parse_args()
     ws_url = args.base_url.replace("http://", "ws://").rstrip("/") + "/realtime"
     llm = OpenAIRealtimeLLMService(api_key="unused", base_url=ws_url, settings=OpenAIRealtimeLLMService.Settings(model="duplex"))
@@ -213,7 +214,7 @@ async def main() -> None:
     try:
         await until(lambda: bool(server_events("session.updated")), timeout=20)
         flows = all_flows if args.flows == "all" else spoken_only
-        report = await flows(llm, task, rec, context, read_wav(args.question), app)
+        report = await flows(llm, task, rec, context, read_wav(args.question), app, args.idle)
     except BaseException:
         import sys
 
@@ -225,6 +226,7 @@ async def main() -> None:
     report.update(
         errors=[e for e in SERVER_EVENTS if e["type"] == "error"] + [{"frame": t} for t in rec.errors],
         transcripts=[(t, True) for t in rec.transcripts],
+        heard=[e["transcript"] for e in server_events("conversation.item.input_audio_transcription.completed")],
         truncated=server_events("conversation.item.truncated"),
         responses=[e["response"]["status"] for e in server_events("response.done")],
         calls_run=calls_run,

@@ -25,6 +25,7 @@ from fake_chat_server import FakeChatServer
 from duplex.audio.frame import float_to_pcm16
 from duplex.audio.resample import resample
 from duplex.config import config_from_dict
+from duplex.eval.generate import speak
 from duplex.models.llm_openai_http import OpenAIHttpGenerator
 from duplex.models.scripted import scripted_model
 from duplex.runtime.runtime import Runtime
@@ -120,3 +121,23 @@ def test_pipecat_realtime_flows(scripted_server, tmp_path):
     # pipecat's context holds the typed message once, the spoken question's transcript once.
     assert r["context_after_typed"].count("What's up?") == 1, r["context_after_typed"]
     assert r["context_after_typed"].count("What time is it?") == 1, r["context_after_typed"]
+
+
+@pytest.fixture(scope="module")
+def default_server():
+    runtime = Runtime.from_config("default", clock="realtime")
+    with BackgroundServer(runtime) as server:
+        yield server
+    runtime.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["livekit_flows.py", "pipecat_flows.py"])
+def test_a_spoken_turn_on_the_default_profile_after_8_s_of_idle(default_server, script, tmp_path):
+    """Real speech (espeak-ng's command line) and the real models: the question, asked
+    after 8 s with no audio (issue 23 heard it wrong that way), is heard and answered."""
+    wav = write_wav24(tmp_path / "q.wav", speak("How many minutes are in an hour?", "en-us+m3", 170))
+    r = run_flows(script, default_server.port, wav, "--flows", "spoken", "--idle", "8")
+    assert r["errors"] == [], r["errors"]
+    assert len(r["heard"]) == 1 and "minutes" in r["heard"][0].lower() and "hour" in r["heard"][0].lower(), r["heard"]
+    assert r["spoken"]["audio_s"] > 0.5 and r["spoken"]["text"], r["spoken"]
