@@ -141,3 +141,17 @@ def test_a_spoken_turn_on_the_default_profile_after_8_s_of_idle(default_server, 
     assert r["errors"] == [], r["errors"]
     assert len(r["heard"]) == 1 and "minutes" in r["heard"][0].lower() and "hour" in r["heard"][0].lower(), r["heard"]
     assert r["spoken"]["audio_s"] > 0.5 and r["spoken"]["text"], r["spoken"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("demo", ["pipecat_realtime.py", "livekit_realtime.py"])
+def test_the_framework_demos_run_as_documented(scripted_server, demo, tmp_path):
+    server, _ = scripted_server
+    wav = write_wav24(tmp_path / "q.wav", tone(1.0))
+    url = ["--url", f"ws://127.0.0.1:{server.port}/v1/realtime"] if demo.startswith("pipecat") else ["--base-url", f"http://127.0.0.1:{server.port}/v1"]
+    cmd = [str(framework_python()), str(ROOT / "demos" / demo), str(wav), str(tmp_path / "a.wav"), *url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "agent: Told" in done.stdout, done.stdout
+    with wave.open(str(tmp_path / "a.wav")) as w:
+        assert w.getnframes() > 24000  # over a second of the answer's audio
