@@ -20,9 +20,8 @@ Three things make it fit a voice loop:
 Function calling: a response that must call a function (``tool_choice`` "required" or a
 function's name) is decoded under a llama.cpp grammar built from the functions' JSON
 Schemas, so the call is always well-formed JSON that names an offered function and fits
-its parameters. With ``tool_choice`` "auto" the model answers in words: SmolLM2-135M was
-not trained to decide when to call a function (it either never does or calls one for
-"hello"), so it is not asked to.
+its parameters. With ``tool_choice`` "auto" the model answers in words: whether a function
+is needed is a judgement SmolLM2-135M was not trained for, so it is not asked to make it.
 """
 
 from __future__ import annotations
