@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
 from duplex.models.llm_llamacpp import LlamaCppGenerator, fit_context
-from duplex.models.stages import ChatMessage, TextGenerator
+from duplex.errors import BackendError
+from duplex.models.stages import ChatMessage, TextGenerator, Tool, ToolCall
 
 SYSTEM = ChatMessage("system", "You are a helpful voice assistant. Answer in one short sentence.")
 
@@ -240,3 +242,29 @@ def test_scoring_does_not_change_the_answer(llm: LlamaCppGenerator, scoring_llm:
     plain = "".join(llm.stream(question, max_tokens=16))
     scored = "".join(scoring_llm.stream(question, max_tokens=16))
     assert scored == plain
+
+
+WEATHER = Tool("get_weather", "Current weather in a city", {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+CLOCK = Tool("get_time", "Current time in a city", {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+
+
+@pytest.mark.parametrize(("question", "name", "city"), [("What's the weather in Paris?", "get_weather", "Paris"), ("What time is it in Tokyo?", "get_time", "Tokyo")])
+def test_a_required_call_is_decoded_under_the_tools_grammar(llm: LlamaCppGenerator, question: str, name: str, city: str) -> None:
+    messages = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", question)]
+    out = list(llm.stream(messages, max_tokens=64, tools=[WEATHER, CLOCK], tool_choice="required"))
+    assert len(out) == 1 and isinstance(out[0], ToolCall), out
+    assert out[0].name == name
+    args = json.loads(out[0].arguments)  # the grammar guarantees the shape, not the value:
+    assert list(args) == ["city"] and isinstance(args["city"], str)  # 135M puts a date in "city" for Tokyo
+    if name == "get_weather":
+        assert args == {"city": city}
+
+
+def test_a_named_call_calls_that_function_and_auto_answers_in_words(llm: LlamaCppGenerator) -> None:
+    messages = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "What's the weather in Paris?")]
+    named = list(llm.stream(messages, max_tokens=64, tools=[WEATHER, CLOCK], tool_choice="get_time"))
+    assert [c.name for c in named if isinstance(c, ToolCall)] == ["get_time"]
+    words = list(llm.stream(messages, max_tokens=16, tools=[WEATHER, CLOCK], tool_choice="auto"))
+    assert words and all(isinstance(p, str) for p in words)
+    with pytest.raises(BackendError, match="not among the tools"):
+        list(llm.stream(messages, max_tokens=16, tools=[WEATHER], tool_choice="get_time"))
