@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from duplex.models.llm_llamacpp import LlamaCppGenerator, fit_context
 from duplex.errors import BackendError
+from duplex.models.llm_llamacpp import LlamaCppGenerator, fit_context
 from duplex.models.stages import ChatMessage, TextGenerator, Tool, ToolCall
 
 SYSTEM = ChatMessage("system", "You are a helpful voice assistant. Answer in one short sentence.")
