@@ -606,13 +606,13 @@ class CascadeSession:
         draft.end_of_speech_ms = a.end_of_speech_ms
         draft.taken_ms = t_ms
         draft.stage_ms["asr_final"] = self._final_compute_ms
+        events: list[Event] = []
+        if self._playing is not None:  # its words go into the history before the user's
+            events.extend(self._end_playing(t_ms, interrupted=True))
         if text and opts.record:
             self.dialogue.add_user(text)
         draft.history_at = self.dialogue.mark()
         self._restart_partials(t_ms)
-        events: list[Event] = []
-        if self._playing is not None:
-            events.extend(self._end_playing(t_ms, interrupted=True))
         self._playing = draft
         self._finished = False
         self._paused = False
