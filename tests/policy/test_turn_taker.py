@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from duplex.config import BargeInConfig, TurnConfig
-from duplex.models.actions import ResumeOutput, StopOutput, Transcribe
+from duplex.events import TurnTaken
+from duplex.models.actions import PauseOutput, ResponseOptions, ResumeOutput, StopOutput, TakeTurn, Transcribe
 from duplex.models.base import AgentStatus, ListenSignals
 from duplex.policy.turn_taker import ConvState, TurnTaker, is_backchannel, own_echo_share
 
@@ -201,3 +202,60 @@ def test_a_preempt_shorter_than_the_hangover_transcribes_at_the_first_silent_fra
     assert kinds == ["Transcribe", "DiscardDraft", "Transcribe"]
     last = [a for _, frame in frames for a in frame if isinstance(a, Transcribe)][-1]
     assert last.end_ms == 29 * FRAME
+
+
+def _manual_turn(tt: TurnTaker, respond_after_commit: ResponseOptions | None) -> list:
+    """Manual mode: a second of speech, the client's commit (without answer), maybe a
+    response request, then the final comes back."""
+    actions_seen: list = []
+    listening = AgentStatus()
+    t = 0.0
+    for _ in range(31):
+        actions, _ = tt.update(t, _heard(True, None, None), listening)
+        actions_seen += actions
+        t += FRAME
+    for _ in range(3):
+        actions, _ = tt.update(t, _heard(False, None, None), listening)
+        actions_seen += actions
+        t += FRAME
+    actions, _ = tt.commit(t, answer=False)
+    actions_seen += actions
+    requested = [a for a in actions_seen if isinstance(a, Transcribe)]
+    assert requested, "the commit asks for the final"
+    if respond_after_commit is not None:
+        assert tt.respond(t, respond_after_commit) == ([], [])  # held until the words are in
+    actions, events = tt.update(t, _heard(False, "What time is it?", (requested[-1],)), listening)
+    return actions + [e for e in events if isinstance(e, TurnTaken)]
+
+
+def test_a_manual_commit_records_the_turn_and_a_response_request_answers_it():
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME, auto_turns=False)
+    out = _manual_turn(tt, None)
+    take = next(a for a in out if isinstance(a, TakeTurn))
+    assert take.text == "What time is it?" and not take.options.answer  # recorded, not answered
+    assert any(isinstance(e, TurnTaken) for e in out) and tt.state == ConvState.LISTENING
+
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME, auto_turns=False)
+    out = _manual_turn(tt, ResponseOptions(response_id="resp_x", instructions="Be brief."))
+    take = next(a for a in out if isinstance(a, TakeTurn))
+    assert take.text == "What time is it?" and take.options.answer and take.options.response_id == "resp_x"
+    assert tt.state == ConvState.THINKING
+
+
+def test_with_turn_detection_off_user_speech_does_not_interrupt_the_agent():
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME, state=ConvState.SPEAKING, auto_turns=False)
+    agent = AgentStatus(responding=True, playing=True, response_id="r1")
+    seen: list = []
+    for i in range(40):
+        actions, _ = tt.update(1000.0 + i * FRAME, _heard(True, None, None), agent)
+        seen += actions
+    assert not any(isinstance(a, PauseOutput | StopOutput) for a in seen)
+    assert tt.state == ConvState.SPEAKING
+
+
+def test_a_response_request_with_nothing_pending_answers_the_history_now():
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME)
+    actions, _ = tt.respond(500.0, ResponseOptions(response_id="resp_g", instructions="Say hello."))
+    take = next(a for a in actions if isinstance(a, TakeTurn))
+    assert take.text == "" and take.options.instructions == "Say hello."
+    assert tt.state == ConvState.THINKING
