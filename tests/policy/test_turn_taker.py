@@ -9,7 +9,14 @@ import pytest
 
 from duplex.config import BargeInConfig, TurnConfig
 from duplex.events import TurnTaken
-from duplex.models.actions import PauseOutput, ResponseOptions, ResumeOutput, StopOutput, TakeTurn, Transcribe
+from duplex.models.actions import (
+    PauseOutput,
+    ResponseOptions,
+    ResumeOutput,
+    StopOutput,
+    TakeTurn,
+    Transcribe,
+)
 from duplex.models.base import AgentStatus, ListenSignals
 from duplex.policy.turn_taker import ConvState, TurnTaker, is_backchannel, own_echo_share
 
