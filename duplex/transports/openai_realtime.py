@@ -131,6 +131,7 @@ class _Response:
     text: str = ""
     failed: str = ""
     done: bool = False
+    out_of_band: bool = False  # conversation "none": its items stay out of the conversation
 
 
 class RealtimeConnection:
@@ -362,7 +363,7 @@ class RealtimeConnection:
             )
         if p.input:
             log.warning("response.create: 'input' items are not supported; the response answers the conversation")
-        r = _Response(_new_id("resp"), metadata=p.metadata)
+        r = _Response(_new_id("resp"), metadata=p.metadata, out_of_band=p.conversation == "none")
         self._responses[r.id] = r
         options = ResponseOptions(
             response_id=r.id,
@@ -416,9 +417,9 @@ class RealtimeConnection:
             return
         r.message = {"id": _new_id("item"), "object": "realtime.item", "type": "message", "status": "in_progress", "role": "assistant", "content": []}
         r.output.append(r.message)
-        prev = self._insert(r.message, None)
         await self._emit("response.output_item.added", response_id=r.id, output_index=len(r.output) - 1, item=r.message)
-        await self._announce(r.message, prev, done=False)
+        if not r.out_of_band:
+            await self._announce(r.message, self._insert(r.message, None), done=False)
         part = {"type": "text", "text": ""} if self._text_mode() else {"type": self._name("output_audio", "audio"), "transcript": ""}
         await self._emit("response.content_part.added", **self._ref(r), part=part)
 
@@ -427,14 +428,16 @@ class RealtimeConnection:
         item = {"id": _new_id("item"), "object": "realtime.item", "type": "function_call", "status": "in_progress", "call_id": e.call_id, "name": e.name, "arguments": ""}
         r.output.append(item)
         index = len(r.output) - 1
-        prev = self._insert(item, None)
         await self._emit("response.output_item.added", response_id=r.id, output_index=index, item=item)
-        await self._announce(item, prev, done=False)
+        prev = None
+        if not r.out_of_band:
+            prev = self._insert(item, None)
+            await self._announce(item, prev, done=False)
         ref = {"response_id": r.id, "item_id": item["id"], "output_index": index, "call_id": e.call_id}
         await self._emit("response.function_call_arguments.delta", **ref, delta=e.arguments)
         item.update(arguments=e.arguments, status="completed")
         await self._emit("response.function_call_arguments.done", **ref, name=e.name, arguments=e.arguments)
-        if not self.beta:
+        if not self.beta and not r.out_of_band:
             await self._emit("conversation.item.done", previous_item_id=prev, item=item)
         await self._emit("response.output_item.done", response_id=r.id, output_index=index, item=item)
 
@@ -452,7 +455,7 @@ class RealtimeConnection:
                 await self._emit(self._name("response.output_audio_transcript.done", "response.audio_transcript.done"), **ref, transcript=heard)
             await self._emit("response.content_part.done", **ref, part=part)
             r.message.update(status="incomplete" if e.interrupted else "completed", content=[part])
-            if not self.beta:
+            if not self.beta and not r.out_of_band:
                 await self._emit("conversation.item.done", item=r.message)
             await self._emit("response.output_item.done", response_id=r.id, output_index=ref["output_index"], item=r.message)
         r.done = True

@@ -220,6 +220,13 @@ def test_function_call_answered_through_its_output(served):
         assert chat.requests[-1]["tools"][0]["function"]["name"] == "get_weather"
         assert any(e.type == "conversation.item.added" and e.item.type == "function_call" for e in rec.events)
 
+        # While the function runs, the client asks for a word to the user, kept out of the history.
+        mark = len(rec.events)
+        await conn.response.create(response={"conversation": "none", "instructions": "Tell the user to wait a moment."})
+        filler = await rec.wait("response.done", after=mark)
+        assert filler.response.output[0].content[0].transcript.startswith("Told tell here")
+        assert not [e for e in rec.events[mark:] if e.type == "conversation.item.added"]  # not in the conversation
+
         mark = len(rec.events)
         await conn.conversation.item.create(item={"type": "function_call_output", "call_id": args.call_id, "output": "sunny"})
         await conn.response.create()
@@ -228,6 +235,7 @@ def test_function_call_answered_through_its_output(served):
         asked = chat.requests[-1]["messages"]
         assert asked[-2]["tool_calls"][0]["id"] == args.call_id
         assert asked[-1] == {"role": "tool", "content": "sunny", "tool_call_id": args.call_id}
+        assert not any("Told tell" in str(m["content"]) for m in asked)  # the filler is not history
 
     run_client(served, body)
 
