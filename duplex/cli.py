@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from duplex.bench.speech import USER_VOICES
-from duplex.errors import DuplexError
+from duplex.errors import ConfigError, DuplexError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -89,15 +89,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from duplex.config import load_config
     from duplex.runtime.runtime import Runtime
+    from duplex.transports.access import is_loopback
     from duplex.transports.server import run_server
 
-    runtime = Runtime.from_config(args.config, args.overrides, clock="realtime")
-    print(f"duplex serving on http://{args.host}:{args.port}/  (native: /ws, OpenAI Realtime: /v1/realtime)")
+    config = load_config(args.config, args.overrides)
+    token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get(config.server.token_env, "")
+    if not token and not is_loopback(args.host):
+        raise ConfigError(
+            f"refusing to serve on {args.host} without a token: anyone who can reach it could "
+            f"use the agent. Set one (--token-file PATH or the {config.server.token_env} "
+            "environment variable), or listen on 127.0.0.1"
+        )
+    runtime = Runtime(config, clock="realtime")
+    scheme = "https" if args.tls_cert else "http"
+    print(
+        f"duplex serving on {scheme}://{args.host}:{args.port}/  (native: /ws, OpenAI Realtime: /v1/realtime)"
+        + ("; a token is required" if token else "; no token (loopback only)"),
+        flush=True,
+    )
     try:
-        run_server(runtime, args.host, args.port)
+        run_server(runtime, args.host, args.port, token=token, tls_cert=args.tls_cert, tls_key=args.tls_key)
     finally:
         runtime.close()
+    print("duplex: stopped", flush=True)
     return 0
 
 
@@ -208,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="WebSocket endpoint (native + OpenAI Realtime) and the web page")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument(
+        "--token-file", default=None,
+        help="a file holding the token clients must present (default: the DUPLEX_TOKEN "
+        "environment variable; none: loopback only)",
+    )
+    p.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve https/wss")
+    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     _add_config_args(p)
     p.set_defaults(func=_cmd_serve)
 

@@ -64,23 +64,42 @@ class Runtime:
     def open_session(self, session_id: str | None = None, *, recorder: ConversationWriter | None = None) -> Session:
         """Open a conversation. In real time it starts ticking at once.
 
+        A slot on the engine is taken before any model work, so a refusal costs
+        nothing; if building the session fails, the slot and what was built are
+        given back. Blocking (model state is built here): servers call it off their
+        event loop.
+
         Args:
             session_id: its id; None makes one up.
             recorder: given every tick's input and output frame from the first tick on
                 (see ``duplex.audio.conversation_writer``); closed with the session.
+
+        Raises:
+            EngineFull: every slot is taken (real time only).
         """
         sid = session_id or f"s{next(self._ids)}-{uuid.uuid4().hex[:6]}"
-        clock = self.clock
-        now = getattr(clock, "now_ms", lambda: 0.0)
-        model_session = self.model.open_session(sid, clock.session_lanes(now))
-        session = Session(sid, self.config, model_session)
-        session.recorder = recorder
-        self.sessions[sid] = session
         if self.realtime:
-            self.engine.add(session)
+            self.engine.reserve(sid)
+        model_session = None
+        try:
+            clock = self.clock
+            now = getattr(clock, "now_ms", lambda: 0.0)
+            model_session = self.model.open_session(sid, clock.session_lanes(now))
+            session = Session(sid, self.config, model_session)
+            session.recorder = recorder
+            if self.realtime:
+                self.engine.add(session)
+        except BaseException:
+            if self.realtime:
+                self.engine.release(sid)
+            if model_session is not None:
+                model_session.close()
+            raise
+        self.sessions[sid] = session
         return session
 
     def close_session(self, session: Session, reason: str = "closed") -> None:
+        """End a conversation and free its slot. Blocking (joins its worker thread)."""
         if self.realtime:
             self.engine.remove(session)
         session.close(reason)

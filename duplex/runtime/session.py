@@ -21,7 +21,7 @@ from duplex.audio.frame import as_mono_float32
 from duplex.audio.resample import StreamResampler
 from duplex.config import Config
 from duplex.errors import AudioFormatError, SessionClosed
-from duplex.events import AgentAudioDone, ErrorEvent, Event, SessionStarted, Stall
+from duplex.events import AgentAudioDone, ErrorEvent, Event, InputDropped, SessionStarted, Stall
 from duplex.events import SessionClosed as SessionClosedEvent
 from duplex.models.base import ModelSession
 from duplex.policy.echo import EchoEstimator, make_echo_canceller
@@ -55,6 +55,8 @@ class Session:
         self.ticks = 0
         self.closed = False
         self.dropped_input_samples = 0
+        self._drops_unreported = 0  # input.dropped events: at most one a second
+        self._drops_reported_wall = 0.0
         self.last_input_wall = time.monotonic()
         self.trace: list[tuple[float, float, str, float]] | None = None  # (t_ms, vad, state, out_rms)
         # Given every tick's input frame and output frame, in stream time (``duplex run``,
@@ -125,6 +127,17 @@ class Session:
             self._inbox.clear()
             self._partial = buf
             self._inbox_samples = 0
+            self._drops_unreported += excess
+        self.report_drops()
+
+    def report_drops(self) -> None:
+        """Tell the client about input dropped by the backlog bound (once a second at most)."""
+        now = time.monotonic()
+        if self._drops_unreported and now - self._drops_reported_wall >= 1.0:
+            rate = self.config.audio.input_sample_rate
+            self.emit(InputDropped(self.t_ms, 1000.0 * self._drops_unreported / rate, "backlog"))
+            self._drops_unreported = 0
+            self._drops_reported_wall = now
 
     def take_frame(self) -> np.ndarray | None:
         """Pop exactly one input frame, or None if less than a frame is queued."""
@@ -215,8 +228,29 @@ class Session:
             self._partial = np.zeros(0, np.float32)
         self._controls.append(lambda t: (self.turn_taker.clear(), []))
 
+    def _clip(self, text: str, max_chars: int, what: str) -> str:
+        if len(text) <= max_chars:
+            return text
+        self.error(
+            f"{what} clipped to {max_chars} of {len(text)} characters: the LLM context "
+            f"holds {self.config.models.llm.n_ctx} tokens (models.llm.n_ctx)",
+            f"{what}_clipped",
+        )
+        return text[:max_chars]
+
+    @property
+    def max_instructions_chars(self) -> int:
+        """Instructions may fill about half the LLM context (~4 characters a token)."""
+        return 2 * self.config.models.llm.n_ctx
+
+    @property
+    def max_text_chars(self) -> int:
+        """A typed message may fill about a quarter of the LLM context."""
+        return self.config.models.llm.n_ctx
+
     def send_text(self, text: str) -> None:
-        """A typed user message, answered at once."""
+        """A typed user message, answered at once (clipped to what the context holds)."""
+        text = self._clip(text, self.max_text_chars, "text")
         self._controls.append(lambda t: self.turn_taker.take_text_turn(text, t))
 
     def cancel_response(self) -> None:
@@ -230,7 +264,9 @@ class Session:
             self._controls.append(lambda t: ([], truncate(response_id, audio_end_ms, t)))
 
     def set_instructions(self, text: str) -> None:
-        """Replace the system prompt for the following responses."""
+        """Replace the system prompt for the following responses (clipped to what the
+        LLM context holds; the client gets an ``instructions_clipped`` error event)."""
+        text = self._clip(text, self.max_instructions_chars, "instructions")
         setter = getattr(self.model, "set_instructions", None)
         if setter is not None:
             self._controls.append(lambda t: (setter(text) or [], []))
