@@ -168,7 +168,7 @@ class DuplexServer:
                 return _refuse(refusal)
             return None
         if parts.path == "/healthz":
-            health: dict[str, object] = {"ok": not self._draining}
+            health: dict[str, object] = {"ok": not self._draining, "auth": bool(self.policy.token)}
             if self.policy.authorized(request.headers, parts.query):
                 health["sessions"] = len(self.runtime.sessions)
             return _response(200, json.dumps(health).encode(), "application/json")

@@ -18,10 +18,13 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 
 
+TOKEN = "browser-test-token"  # the page takes it from its URL
+
+
 @pytest.fixture(scope="module")
 def live_server():
     runtime = Runtime.from_config("default", clock="realtime")
-    with BackgroundServer(runtime) as server:
+    with BackgroundServer(runtime, token=TOKEN) as server:
         yield server
     runtime.close()
 
@@ -49,7 +52,7 @@ def test_browser_completes_a_spoken_turn_and_plays_the_answer(live_server, tmp_p
             page = browser.new_page(viewport={"width": 900, "height": 700})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{live_server.port}/?autostart=1&processing=off")
+            page.goto(f"http://127.0.0.1:{live_server.port}/?autostart=1&processing=off&token={TOKEN}")
             page.wait_for_function("window.duplexStats && window.duplexStats.agentTexts.length > 0", timeout=60000)
             page.wait_for_timeout(500)
             stats = page.evaluate("window.duplexStats")
