@@ -12,11 +12,11 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import numpy as np
 
-from duplex.audio.conversation_writer import ConversationWriter
 from duplex.audio.frame import as_mono_float32
 from duplex.audio.resample import StreamResampler
 from duplex.config import Config
@@ -34,10 +34,27 @@ from duplex.runtime.metrics import TickMetrics
 log = logging.getLogger(__name__)
 
 
+class Recorder(Protocol):
+    """Takes every tick's input and output frame, in stream time
+    (``duplex.audio.conversation_writer.ConversationWriter``,
+    ``duplex.runtime.recording.SessionRecording``)."""
+
+    def write_tick(self, user: np.ndarray, agent: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Session:
     """One conversation. Create through ``Runtime.open_session``."""
 
-    def __init__(self, session_id: str, config: Config, model_session: ModelSession) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        config: Config,
+        model_session: ModelSession,
+        *,
+        event_log: Callable[[Event], None] | None = None,
+    ) -> None:
         self.id = session_id
         self.config = config
         self.model = model_session
@@ -61,8 +78,10 @@ class Session:
         self.trace: list[tuple[float, float, str, float]] | None = None  # (t_ms, vad, state, out_rms)
         # Given every tick's input frame and output frame, in stream time (``duplex run``,
         # ``duplex talk --save``, a server recording); closed with the session.
-        self.recorder: ConversationWriter | None = None
+        self.recorder: Recorder | None = None
         self._controls: collections.deque = collections.deque()
+        # Every event as it is emitted, from any thread (a server recording's events.jsonl).
+        self.event_log = event_log
         # Echo: the agent's output, as played, is the canceller's reference.
         self.echo = make_echo_canceller(config.echo.engine, config.audio.input_sample_rate, self.frame_samples)
         self.echo_guard = EchoEstimator(margin_db=config.echo.guard_margin_db, dt_corr=config.echo.double_talk_corr) if config.echo.guard else None
@@ -277,6 +296,9 @@ class Session:
 
     # ---------------------------------------------------------------- events
     def emit(self, event: Event) -> None:
+        log = self.event_log
+        if log is not None:
+            log(event)
         self.channel.put(event)
 
     def error(self, message: str, code: str = "error") -> None:

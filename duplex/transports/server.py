@@ -26,6 +26,7 @@ import signal
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -38,6 +39,7 @@ from websockets.typing import Subprotocol
 
 from duplex.config import ServerConfig
 from duplex.errors import EngineFull
+from duplex.runtime.recording import SessionRecording
 from duplex.runtime.runtime import Runtime
 from duplex.runtime.session import Session
 from duplex.transports.access import AccessPolicy, Refusal, offered_subprotocols
@@ -232,11 +234,20 @@ class DuplexServer:
             self.refusals += 1
             return None
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, self.runtime.open_session)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._open_session)
         except EngineFull as exc:
             self.refusals += 1
             await close_for(ws, notify, "unavailable", str(exc), TRY_AGAIN_LATER)
             return None
+
+    def _open_session(self) -> Session:
+        """Blocking: build a session (and its recording when ``server.record_dir`` is set)."""
+        if not self.config.record_dir:
+            return self.runtime.open_session()
+        sid = f"s{uuid.uuid4().hex[:12]}"
+        audio = self.runtime.config.audio
+        rec = SessionRecording(Path(self.config.record_dir) / sid, audio.input_sample_rate, audio.output_sample_rate)
+        return self.runtime.open_session(sid, recorder=rec, event_log=rec.log_event)
 
     # ------------------------------------------------------------ life
     async def start(self) -> None:
