@@ -148,12 +148,37 @@ def _device(value: str | None) -> int | str | None:
 
 
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
+    if args.soak is not None:
+        return _cmd_bench_serve_soak(args)
     from duplex.bench.serve import run_serve_bench
 
     report = run_serve_bench(args.clients, turns=args.turns, config_name=args.config, overrides=args.overrides, out=Path(args.out) if args.out else None)
     print(report["table"])
     if args.out:
         print(f"\nwrote {args.out}")
+    return 0
+
+
+def _cmd_bench_serve_soak(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from duplex.bench.serve_soak import run_serve_soak
+
+    out = Path(args.out.replace("serve.json", "serve_soak.json")) if args.out else None
+    bar = tqdm(total=int(args.soak * 60), unit="s", desc="serve soak")
+
+    def progress(elapsed_s: float) -> None:
+        bar.update(min(int(elapsed_s), bar.total) - bar.n)
+
+    report = run_serve_soak(args.soak, config_name=args.config, overrides=args.overrides, out=out, progress=progress)
+    bar.close()
+    print(report["table"])
+    if report["client_failures"]:
+        print("\nclient-side failures (first 20):")
+        for f in report["client_failures"]:
+            print(f"- {f}")
+    if out:
+        print(f"\nwrote {out}")
     return 0
 
 
@@ -268,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("serve", help="concurrent WebSocket clients over loopback: latency and real time")
     b.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4])
     b.add_argument("--turns", type=int, default=3, help="spoken questions per client")
+    b.add_argument(
+        "--soak", type=float, default=None, metavar="MINUTES",
+        help="instead: a duplex serve process for MINUTES under misbehaving clients while one "
+        "client keeps talking (scripted profile unless --config): RSS, threads, files, latency, /healthz",
+    )
     b.add_argument("--out", default="out/bench/serve.json")
     _add_config_args(b)
     b.set_defaults(func=_cmd_bench_serve)
