@@ -249,7 +249,7 @@ def _report(minutes: float, quiet: float, samples: list[dict[str, float]], soak:
         return {"after_warmup": first.get(key, 0.0), "end": last.get(key, 0.0), "min": min(values, default=0.0), "max": max(values, default=0.0)}
 
     health = percentiles(soak.health_ms)
-    result = {
+    result: dict[str, Any] = {
         "minutes": minutes,
         "quiet_s": quiet,
         "server": {"rss_mb": span("rss_mb"), "threads": span("threads"), "fds": span("fds")},
