@@ -472,3 +472,50 @@ def test_a_well_formed_session_still_talks():
             assert e["type"] == "agent.audio.started"
 
     _run(_server(TOKEN), scenario)
+
+
+def test_with_a_certificate_and_key_the_server_speaks_tls(tmp_path):
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    cfg = config_from_dict({"models": {"kind": "scripted"}})
+    srv = DuplexServer(Runtime(cfg, model=scripted_model(cfg), clock="realtime"), "127.0.0.1", 0, token=TOKEN, tls_cert=tmp_path / "cert.pem", tls_key=tmp_path / "key.pem")
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+
+    async def scenario(port):
+        async with websockets.connect(f"wss://localhost:{port}/ws?token={TOKEN}", ssl=client_ctx, origin=f"https://localhost:{port}") as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"
+        with pytest.raises(Exception):  # plain WebSocket to a TLS port fails
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws?token={TOKEN}", open_timeout=3):
+                pass
+
+    _run(srv, scenario)
+
+
+def test_audio_dropped_by_the_backlog_bound_is_reported():
+    """The transport lets a 4 s burst through; the engine keeps at most 0.5 s of backlog."""
+
+    async def scenario(port):
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.recv()
+            await ws.send(float_to_pcm16(silence(4.0)))
+            e = await _reply(ws, types=("input.dropped",))
+            assert e["reason"] == "backlog" and 2500 <= e["dropped_ms"] <= 3600, e
+
+    _run(_server(server={"input_burst_ms": 5000}, engine={"max_input_backlog_ms": 500}), scenario)
