@@ -38,7 +38,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from duplex.config import ServerConfig
-from duplex.errors import EngineFull
+from duplex.errors import ConfigError, EngineFull
 from duplex.runtime.recording import SessionRecording
 from duplex.runtime.runtime import Runtime
 from duplex.runtime.session import Session
@@ -118,8 +118,6 @@ class DuplexServer:
         tls_key: str | Path | None = None,
         config: ServerConfig | None = None,
     ) -> None:
-        from duplex.errors import ConfigError
-
         self.runtime = runtime
         self.host = host
         self.port = port
@@ -142,7 +140,6 @@ class DuplexServer:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="duplex-sessions")
         self._server: Server | None = None
         self._draining = False
-        self.refusals = 0
 
     @property
     def scheme(self) -> str:
@@ -162,11 +159,9 @@ class DuplexServer:
                 return _response(404, b"no WebSocket endpoint here; use /ws or /v1/realtime\n")
             if self._draining:
                 return _response(503, b"the server is shutting down\n")
-            refusal = self.policy.check_websocket(request.headers, parts.query)
-            if refusal is None:
-                refusal = self.admission.check(self._ip(connection))
+            # The address's rate first: token guesses count against it too.
+            refusal = self.admission.check(self._ip(connection)) or self.policy.check_websocket(request.headers, parts.query)
             if refusal is not None:
-                self.refusals += 1
                 return _refuse(refusal)
             return None
         if parts.path == "/healthz":
@@ -231,12 +226,10 @@ class DuplexServer:
         """A session for ``ws``, or None after telling the client why not (code 1013)."""
         if self.runtime.engine.free_slots() <= 0:  # refuse before any work or thread hop
             await close_for(ws, notify, "unavailable", "the server is full; try again later", TRY_AGAIN_LATER)
-            self.refusals += 1
             return None
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, self._open_session)
         except EngineFull as exc:
-            self.refusals += 1
             await close_for(ws, notify, "unavailable", str(exc), TRY_AGAIN_LATER)
             return None
 

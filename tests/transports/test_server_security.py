@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from duplex.audio.frame import float_to_pcm16
 from duplex.config import config_from_dict
@@ -97,7 +97,7 @@ def test_a_token_is_accepted_as_bearer_query_or_subprotocol_and_required():
 
 
 def test_the_openai_sdk_authenticates_with_its_api_key():
-    from openai import AsyncOpenAI, AuthenticationError
+    from openai import AsyncOpenAI
 
     async def scenario(port):
         good = AsyncOpenAI(api_key=TOKEN, base_url=f"http://127.0.0.1:{port}/v1")
@@ -105,7 +105,7 @@ def test_the_openai_sdk_authenticates_with_its_api_key():
             first = await asyncio.wait_for(conn.recv(), 5)
             assert first.type == "session.created"
         bad = AsyncOpenAI(api_key="not-the-token", base_url=f"http://127.0.0.1:{port}/v1")
-        with pytest.raises((InvalidStatus, AuthenticationError, Exception)) as info:
+        with pytest.raises(InvalidStatus) as info:
             async with bad.realtime.connect(model="duplex") as conn:
                 await asyncio.wait_for(conn.recv(), 5)
         assert "401" in str(info.value)
@@ -501,7 +501,7 @@ def test_with_a_certificate_and_key_the_server_speaks_tls(tmp_path):
     async def scenario(port):
         async with websockets.connect(f"wss://localhost:{port}/ws?token={TOKEN}", ssl=client_ctx, origin=f"https://localhost:{port}") as ws:
             assert json.loads(await ws.recv())["type"] == "session.created"
-        with pytest.raises(Exception):  # plain WebSocket to a TLS port fails
+        with pytest.raises((InvalidHandshake, OSError, TimeoutError)):  # plain WebSocket to a TLS port fails
             async with websockets.connect(f"ws://127.0.0.1:{port}/ws?token={TOKEN}", open_timeout=3):
                 pass
 
