@@ -64,7 +64,7 @@ class _Soak:
         self.health_url = f"http://127.0.0.1:{port}/healthz"
         self.phase = "quiet"
         self.latency: dict[str, list[float]] = {"quiet": [], "load": []}
-        self.health_ms: list[float] = []
+        self.health_ms: dict[str, list[float]] = {"quiet": [], "load": []}
         self.counts: dict[str, int] = {"bad": 0, "abrupt": 0, "slow": 0, "fast": 0, "churn": 0, "refused": 0}
         self.failures: list[str] = []
         self.stop = asyncio.Event()
@@ -109,7 +109,7 @@ class _Soak:
             t0 = time.perf_counter()
             try:
                 await asyncio.to_thread(lambda: urllib.request.urlopen(self.health_url, timeout=5).read())
-                self.health_ms.append(1000 * (time.perf_counter() - t0))
+                self.health_ms[self.phase].append(1000 * (time.perf_counter() - t0))
             except OSError as exc:
                 self.failures.append(f"healthz: {exc}")
             await asyncio.sleep(0.2)
@@ -246,9 +246,12 @@ def _report(minutes: float, quiet: float, samples: list[dict[str, float]], soak:
 
     def span(key: str) -> dict[str, float]:
         values = [s[key] for s in warm]
-        return {"after_warmup": first.get(key, 0.0), "end": last.get(key, 0.0), "min": min(values, default=0.0), "max": max(values, default=0.0)}
+        # Least-squares trend over the warm part, per minute: ~0 when flat.
+        slope = float(np.polyfit([s["t_s"] / 60 for s in warm], values, 1)[0]) if len(warm) > 2 else 0.0
+        return {"after_warmup": first.get(key, 0.0), "end": last.get(key, 0.0), "min": min(values, default=0.0), "max": max(values, default=0.0), "trend_per_min": slope}
 
-    health = percentiles(soak.health_ms)
+    health = percentiles(soak.health_ms["quiet"] + soak.health_ms["load"])
+    health_quiet, health_load = percentiles(soak.health_ms["quiet"]), percentiles(soak.health_ms["load"])
     result: dict[str, Any] = {
         "minutes": minutes,
         "quiet_s": quiet,
@@ -256,6 +259,8 @@ def _report(minutes: float, quiet: float, samples: list[dict[str, float]], soak:
         "latency_ms": {"quiet": percentiles(soak.latency["quiet"]), "load": percentiles(soak.latency["load"])},
         "answers": {k: len(v) for k, v in soak.latency.items()},
         "healthz_ms": health,
+        "healthz_ms_quiet": health_quiet,
+        "healthz_ms_load": health_load,
         "misbehaviours": soak.counts,
         "client_failures": soak.failures[:20],
         "client_failure_count": len(soak.failures),
@@ -266,13 +271,14 @@ def _report(minutes: float, quiet: float, samples: list[dict[str, float]], soak:
     rows = [
         "| measure | value |",
         "|---|---|",
-        f"| server RSS after warm-up → end (min–max) | {s['rss_mb']['after_warmup']:.0f} → {s['rss_mb']['end']:.0f} MB ({s['rss_mb']['min']:.0f}–{s['rss_mb']['max']:.0f}) |",
+        f"| server RSS after warm-up → end (min–max; trend) | {s['rss_mb']['after_warmup']:.0f} → {s['rss_mb']['end']:.0f} MB ({s['rss_mb']['min']:.0f}–{s['rss_mb']['max']:.0f}; {s['rss_mb']['trend_per_min']:+.2f} MB/min) |",
         f"| server threads after warm-up → end (min–max) | {s['threads']['after_warmup']:.0f} → {s['threads']['end']:.0f} ({s['threads']['min']:.0f}–{s['threads']['max']:.0f}) |",
         f"| server open files after warm-up → end (min–max) | {s['fds']['after_warmup']:.0f} → {s['fds']['end']:.0f} ({s['fds']['min']:.0f}–{s['fds']['max']:.0f}) |",
         f"| well-behaved answers, quiet / under load | {result['answers']['quiet']} / {result['answers']['load']} |",
         f"| answer latency p50 / p95, quiet | {q['p50']:.0f} / {q['p95']:.0f} ms |",
         f"| answer latency p50 / p95, under load | {ld['p50']:.0f} / {ld['p95']:.0f} ms |",
-        f"| /healthz p50 / p99 / max ({len(soak.health_ms)} probes) | {health['p50']:.1f} / {health['p99']:.1f} / {health['max']:.1f} ms |",
+        f"| /healthz p50 / p99 / max, quiet ({len(soak.health_ms['quiet'])} probes) | {health_quiet['p50']:.1f} / {health_quiet['p99']:.1f} / {health_quiet['max']:.1f} ms |",
+        f"| /healthz p50 / p99 / max, under load ({len(soak.health_ms['load'])} probes) | {health_load['p50']:.1f} / {health_load['p99']:.1f} / {health_load['max']:.1f} ms |",
         f"| misbehaving clients run | {', '.join(f'{k} {v}' for k, v in soak.counts.items())} |",
         f"| client-side failures | {len(soak.failures)} |",
         f"| server exit code after SIGTERM | {exit_code} |",

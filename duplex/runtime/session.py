@@ -136,17 +136,17 @@ class Session:
             return self._inbox_samples + len(self._partial)
 
     def bound_backlog(self, max_samples: int) -> None:
-        """Drop the oldest input beyond ``max_samples`` (real time cannot wait forever)."""
+        """Drop the oldest input beyond ``max_samples`` (real time cannot wait forever);
+        the engine calls it every tick, and drops are reported (``input.dropped``)."""
         with self._lock:
             excess = self._inbox_samples + len(self._partial) - max_samples
-            if excess <= 0:
-                return
-            self.dropped_input_samples += excess
-            buf = np.concatenate([self._partial, *self._inbox])[excess:]
-            self._inbox.clear()
-            self._partial = buf
-            self._inbox_samples = 0
-            self._drops_unreported += excess
+            if excess > 0:
+                self.dropped_input_samples += excess
+                buf = np.concatenate([self._partial, *self._inbox])[excess:]
+                self._inbox.clear()
+                self._partial = buf
+                self._inbox_samples = 0
+                self._drops_unreported += excess
         self.report_drops()
 
     def report_drops(self) -> None:
