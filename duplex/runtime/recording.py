@@ -28,9 +28,12 @@ class SessionRecording:
     """Records one session: its recorder (``write_tick``) and event log (``log_event``).
 
     Pass it to ``Runtime.open_session(recorder=rec, event_log=rec.log_event)``.
-    A turn end (turn taken, answer done) is synced to disk after the tick that
-    carries it has been written, so the turn's last frame is in.
+    A turn end (turn taken, answer done) is synced to disk ``SYNC_AFTER_TICKS``
+    ticks later: the writer holds back what the user channel's resampler has not
+    yet returned (tens of ms), and the turn's last frames must be in the file.
     """
+
+    SYNC_AFTER_TICKS = 4
 
     def __init__(self, folder: Path, input_rate: int, output_rate: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -38,7 +41,7 @@ class SessionRecording:
         self.audio = ConversationWriter(folder / "conversation.wav", input_rate=input_rate, output_rate=output_rate)
         self._events = (folder / "events.jsonl").open("a", encoding="utf-8")
         self._lock = threading.Lock()
-        self._sync_due = False
+        self._sync_in: int | None = None  # ticks until a requested sync
         self.closed = False
 
     def log_event(self, event: Event) -> None:
@@ -49,15 +52,17 @@ class SessionRecording:
             if self.closed:
                 return
             self._events.write(json.dumps(event.to_dict()) + "\n")
-            if isinstance(event, AgentAudioDone | TurnTaken):
-                self._sync_due = True
+            if isinstance(event, AgentAudioDone | TurnTaken) and self._sync_in is None:
+                self._sync_in = self.SYNC_AFTER_TICKS
 
     def write_tick(self, user: np.ndarray, agent: np.ndarray) -> None:
         """One tick's frames (the session's thread); then the sync a turn end asked for."""
         self.audio.write_tick(user, agent)
-        if self._sync_due:
-            self._sync_due = False
-            self.sync()
+        if self._sync_in is not None:
+            self._sync_in -= 1
+            if self._sync_in <= 0:
+                self._sync_in = None
+                self.sync()
 
     def sync(self) -> None:
         with self._lock:
