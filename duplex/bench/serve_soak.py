@@ -11,6 +11,8 @@ bounded loops:
 - ``fast``: sends ten seconds of audio at once (dropped and reported);
 - ``churn``: connects, says a few words, leaves.
 
+``/healthz`` is probed from a process of its own.
+
 Measured: the server's RSS, threads and open files every few seconds (flat after
 warm-up is the goal), the well-behaved client's answer latency (end of its
 speech → first agent audio, on its side) quiet and under load, and ``/healthz``
@@ -22,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -44,6 +48,23 @@ TOKEN = "soak-token"
 RATE = 16000
 CHUNK = 512
 BAD_MESSAGES = ["{not json", "[1]", '{"type": 5}', '{"type": "text"}', '{"type": "session.update", "input_sample_rate": "x"}', "[" * 50_000 + "]" * 50_000, "null"]
+
+
+def _probe_health(url: str, out_path: str, stop_at: float) -> None:
+    """``/healthz`` round trips every 0.2 s until ``stop_at`` (monotonic), one
+    "t_monotonic ms" line each (an error: ms -1). It runs in a process of its own, so
+    the misbehaving clients' work in the bench process does not inflate the figures."""
+    with open(out_path, "w") as out:
+        while time.monotonic() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                urllib.request.urlopen(url, timeout=5).read()
+                ms = 1000 * (time.perf_counter() - t0)
+            except OSError:
+                ms = -1.0
+            out.write(f"{time.monotonic():.3f} {ms:.3f}\n")
+            out.flush()
+            time.sleep(0.2)
 
 
 def _turn_audio(seconds: float = 1.0) -> np.ndarray:
@@ -103,16 +124,6 @@ class _Soak:
                         await asyncio.sleep(max(0.0, t0 + sent / RATE - time.monotonic()))
             finally:
                 rx.cancel()
-
-    async def health(self) -> None:
-        while not self.stop.is_set():
-            t0 = time.perf_counter()
-            try:
-                await asyncio.to_thread(lambda: urllib.request.urlopen(self.health_url, timeout=5).read())
-                self.health_ms[self.phase].append(1000 * (time.perf_counter() - t0))
-            except OSError as exc:
-                self.failures.append(f"healthz: {exc}")
-            await asyncio.sleep(0.2)
 
     async def _session(self, **kwargs: Any) -> Any:
         ws = await websockets.connect(f"{self.url}/ws?token={TOKEN}", **kwargs)
@@ -208,11 +219,20 @@ def run_serve_soak(
                     progress(time.monotonic() - t_start)
                 await asyncio.sleep(5.0)
 
+        health_file = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)  # noqa: SIM115
+        health_file.close()
+        load_from = [0.0]
+
         async def main() -> None:
             t_start = time.monotonic()
-            tasks = [asyncio.create_task(soak.talker(gap_s=4.0)), asyncio.create_task(soak.health()), asyncio.create_task(sample(t_start))]
+            prober = multiprocessing.get_context("spawn").Process(
+                target=_probe_health, args=(soak.health_url, health_file.name, t_start + minutes * 60), daemon=True
+            )
+            prober.start()
+            tasks = [asyncio.create_task(soak.talker(gap_s=4.0)), asyncio.create_task(sample(t_start))]
             await asyncio.sleep(quiet)
             soak.phase = "load"
+            load_from[0] = time.monotonic()
             tasks += [
                 asyncio.create_task(soak.misbehave("bad", soak.bad, 1.0)),
                 asyncio.create_task(soak.misbehave("abrupt", soak.abrupt, 0.5)),
@@ -225,8 +245,16 @@ def run_serve_soak(
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(prober.join, 10)
 
         asyncio.run(main())
+        for line in Path(health_file.name).read_text().splitlines():
+            t, ms = (float(v) for v in line.split())
+            if ms < 0:
+                soak.failures.append("healthz: no answer")
+            else:
+                soak.health_ms["quiet" if t < load_from[0] else "load"].append(ms)
+        os.unlink(health_file.name)
         server.terminate()
         exit_code = server.wait(60)
     finally:
