@@ -203,13 +203,11 @@ class DuplexServer:
             run = realtime.run
         else:
             query = parse_query(params)
-            native_conn = None if isinstance(query, BadMessage) else NativeConnection(ws, self.runtime, query, self.config)
             notify = NativeConnection.notifier(ws)
-            if native_conn is None:
-                assert isinstance(query, BadMessage)
+            if isinstance(query, BadMessage):  # before any session exists
                 await close_for(ws, notify, query.code, query.message)
                 return
-            run = native_conn.run
+            run = NativeConnection(ws, self.runtime, query, self.config).run
         session = await self._open(ws, notify)
         if session is None:
             return
