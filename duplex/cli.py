@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from duplex.bench.speech import USER_VOICES
-from duplex.errors import DuplexError
+from duplex.errors import ConfigError, DuplexError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -89,15 +89,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from duplex.config import load_config
     from duplex.runtime.runtime import Runtime
+    from duplex.transports.access import is_loopback
     from duplex.transports.server import run_server
 
-    runtime = Runtime.from_config(args.config, args.overrides, clock="realtime")
-    print(f"duplex serving on http://{args.host}:{args.port}/  (native: /ws, OpenAI Realtime: /v1/realtime)")
+    config = load_config(args.config, args.overrides)
+    token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get(config.server.token_env, "")
+    if not token and not is_loopback(args.host):
+        raise ConfigError(
+            f"refusing to serve on {args.host} without a token: anyone who can reach it could "
+            f"use the agent. Set one (--token-file PATH or the {config.server.token_env} "
+            "environment variable), or listen on 127.0.0.1"
+        )
+    runtime = Runtime(config, clock="realtime")
+    scheme = "https" if args.tls_cert else "http"
+    print(
+        f"duplex serving on {scheme}://{args.host}:{args.port}/  (native: /ws, OpenAI Realtime: /v1/realtime)"
+        + ("; a token is required" if token else "; no token (loopback only)"),
+        flush=True,
+    )
     try:
-        run_server(runtime, args.host, args.port)
+        run_server(runtime, args.host, args.port, token=token, tls_cert=args.tls_cert, tls_key=args.tls_key)
     finally:
         runtime.close()
+    print("duplex: stopped", flush=True)
     return 0
 
 
@@ -132,12 +148,37 @@ def _device(value: str | None) -> int | str | None:
 
 
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
+    if args.soak is not None:
+        return _cmd_bench_serve_soak(args)
     from duplex.bench.serve import run_serve_bench
 
     report = run_serve_bench(args.clients, turns=args.turns, config_name=args.config, overrides=args.overrides, out=Path(args.out) if args.out else None)
     print(report["table"])
     if args.out:
         print(f"\nwrote {args.out}")
+    return 0
+
+
+def _cmd_bench_serve_soak(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from duplex.bench.serve_soak import run_serve_soak
+
+    out = Path(args.out.replace("serve.json", "serve_soak.json")) if args.out else None
+    bar = tqdm(total=int(args.soak * 60), unit="s", desc="serve soak")
+
+    def progress(elapsed_s: float) -> None:
+        bar.update(min(int(elapsed_s), bar.total) - bar.n)
+
+    report = run_serve_soak(args.soak, config_name=args.config, overrides=args.overrides, out=out, progress=progress)
+    bar.close()
+    print(report["table"])
+    if report["client_failures"]:
+        print("\nclient-side failures (first 20):")
+        for f in report["client_failures"]:
+            print(f"- {f}")
+    if out:
+        print(f"\nwrote {out}")
     return 0
 
 
@@ -208,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="WebSocket endpoint (native + OpenAI Realtime) and the web page")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument(
+        "--token-file", default=None,
+        help="a file holding the token clients must present (default: the DUPLEX_TOKEN "
+        "environment variable; none: loopback only)",
+    )
+    p.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve https/wss")
+    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     _add_config_args(p)
     p.set_defaults(func=_cmd_serve)
 
@@ -245,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("serve", help="concurrent WebSocket clients over loopback: latency and real time")
     b.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4])
     b.add_argument("--turns", type=int, default=3, help="spoken questions per client")
+    b.add_argument(
+        "--soak", type=float, default=None, metavar="MINUTES",
+        help="instead: a duplex serve process for MINUTES under misbehaving clients while one "
+        "client keeps talking (scripted profile unless --config): RSS, threads, files, latency, /healthz",
+    )
     b.add_argument("--out", default="out/bench/serve.json")
     _add_config_args(b)
     b.set_defaults(func=_cmd_bench_serve)

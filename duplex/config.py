@@ -208,6 +208,35 @@ class EchoConfig:
 
 
 @dataclass
+class ServerConfig:
+    """``duplex serve``: who may connect, and the bounds on every connection
+    (docs/serving.md). The token itself is never in a profile: ``--token-file`` or the
+    environment variable named by ``token_env``."""
+
+    token_env: str = "DUPLEX_TOKEN"
+    # Origins (scheme://host[:port]) whose pages may open a WebSocket; the server's own
+    # origin is always allowed. "*" allows any (not advised); "null" allows file:// pages.
+    allowed_origins: list[str] = field(default_factory=list)
+    # Host header names accepted (DNS rebinding). Empty: loopback names and the bound
+    # address when bound to loopback; any name when bound elsewhere (a token is required).
+    allowed_hosts: list[str] = field(default_factory=list)
+    max_message_bytes: int = 4 * 1024 * 1024  # one WebSocket message; larger closes with 1009
+    max_connections_per_ip: int = 8  # open at once
+    max_connects_per_minute_per_ip: int = 60
+    # Input audio faster than real time: a token bucket this deep (ms of audio);
+    # what overflows it is dropped and reported (input.dropped).
+    input_burst_ms: int = 2000
+    idle_timeout_s: float = 300.0  # no client message for this long: closed
+    max_session_s: float = 3600.0  # a connection lasts at most this long
+    # A client that reads its output too slowly: the socket buffers at most this much
+    # and a send may wait at most send_timeout_s; past either, the session is closed.
+    send_buffer_bytes: int = 256 * 1024
+    send_timeout_s: float = 5.0
+    drain_timeout_s: float = 10.0  # SIGTERM: answers in flight may finish this long
+    record_dir: str = ""  # non-empty: every session's audio and events recorded here
+
+
+@dataclass
 class Config:
     """A whole runtime profile."""
 
@@ -218,6 +247,7 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     barge_in: BargeInConfig = field(default_factory=BargeInConfig)
     echo: EchoConfig = field(default_factory=EchoConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     @property
     def frame_samples(self) -> int:
@@ -372,6 +402,13 @@ def _check(config: Config) -> None:
         raise ConfigError("models.codec_lm.slots must be at least 1")
     if config.engine.max_sessions < 1:
         raise ConfigError("engine.max_sessions must be at least 1")
+    srv = config.server
+    for key in ("max_message_bytes", "max_connections_per_ip", "max_connects_per_minute_per_ip", "input_burst_ms", "send_buffer_bytes"):
+        if getattr(srv, key) < 1:
+            raise ConfigError(f"server.{key} must be at least 1")
+    for key in ("idle_timeout_s", "max_session_s", "send_timeout_s"):
+        if getattr(srv, key) <= 0:
+            raise ConfigError(f"server.{key} must be positive")
 
 
 def to_dict(config: Config) -> dict[str, Any]:

@@ -25,3 +25,7 @@ class BackendError(DuplexError):
 
 class SessionClosed(DuplexError):
     """Audio was pushed to, or events read from, a session that has been closed."""
+
+
+class EngineFull(DuplexError):
+    """Every session slot of the engine is taken; nothing was built for the refused one."""

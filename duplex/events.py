@@ -194,4 +194,14 @@ class ErrorEvent(Event):
     code: str = "error"
 
 
+@dataclass(frozen=True)
+class InputDropped(Event):
+    """User audio the session could not use: it came faster than real time
+    (``reason`` "too_fast") or the session fell behind its input (``reason`` "backlog")."""
+
+    type: ClassVar[str] = "input.dropped"
+    dropped_ms: float = 0.0
+    reason: str = "backlog"
+
+
 AUDIO_EVENT_TYPES = frozenset({AgentAudio.type})

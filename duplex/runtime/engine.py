@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from duplex.config import Config
+from duplex.errors import EngineFull
 from duplex.events import Stall
 from duplex.runtime.clock import Clock
 from duplex.runtime.session import Session
@@ -58,6 +59,7 @@ class Engine:
         self.clock = clock
         self.period_ms = float(config.audio.frame_ms)
         self._workers: dict[str, _Worker] = {}
+        self._reserved: set[str] = set()  # slots promised to sessions being built
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -70,13 +72,44 @@ class Engine:
         return session.step(frame)
 
     # ------------------------------------------------------------ real time
-    def add(self, session: Session) -> None:
+    def _full(self) -> EngineFull:
+        return EngineFull(
+            f"engine is full ({self.config.engine.max_sessions} sessions); "
+            "try again later, raise engine.max_sessions or run another engine process"
+        )
+
+    def free_slots(self) -> int:
+        """Sessions that could still be added (reserved slots count as taken)."""
         with self._lock:
-            if len(self._workers) >= self.config.engine.max_sessions:
-                raise RuntimeError(
-                    f"engine is full ({self.config.engine.max_sessions} sessions); "
-                    "raise engine.max_sessions or run another engine process"
-                )
+            return self.config.engine.max_sessions - len(self._workers) - len(self._reserved)
+
+    def reserve(self, session_id: str) -> None:
+        """Promise a slot to a session before anything is built for it.
+
+        Raises:
+            EngineFull: no slot is free; nothing needs undoing.
+        """
+        with self._lock:
+            if len(self._workers) + len(self._reserved) >= self.config.engine.max_sessions:
+                raise self._full()
+            self._reserved.add(session_id)
+
+    def release(self, session_id: str) -> None:
+        """Give back a reserved slot whose session was never added."""
+        with self._lock:
+            self._reserved.discard(session_id)
+
+    def add(self, session: Session) -> None:
+        """Start stepping ``session`` (on the slot reserved for it, if any).
+
+        Raises:
+            EngineFull: no slot was reserved and none is free.
+        """
+        with self._lock:
+            reserved = session.id in self._reserved
+            self._reserved.discard(session.id)
+            if not reserved and len(self._workers) + len(self._reserved) >= self.config.engine.max_sessions:
+                raise self._full()
             self._workers[session.id] = _Worker(session)
         if self._thread is None:
             self.start()

@@ -5,17 +5,18 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from duplex.audio.conversation_writer import ConversationWriter
 from duplex.config import Config, load_config
+from duplex.events import Event
 from duplex.models.base import DuplexModel
 from duplex.runtime.clock import OfflineClock, RealtimeClock
 from duplex.runtime.engine import Engine
-from duplex.runtime.session import Session
+from duplex.runtime.session import Recorder, Session
 
 log = logging.getLogger(__name__)
 
@@ -61,26 +62,59 @@ class Runtime:
     def realtime(self) -> bool:
         return self.clock.realtime
 
-    def open_session(self, session_id: str | None = None, *, recorder: ConversationWriter | None = None) -> Session:
+    def open_session(
+        self,
+        session_id: str | None = None,
+        *,
+        recorder: Recorder | None = None,
+        event_log: Callable[[Event], None] | None = None,
+    ) -> Session:
         """Open a conversation. In real time it starts ticking at once.
+
+        A slot on the engine is taken before any model work, so a refusal costs
+        nothing; if building the session fails, the slot and what was built are
+        given back. Blocking (model state is built here): servers call it off their
+        event loop.
 
         Args:
             session_id: its id; None makes one up.
             recorder: given every tick's input and output frame from the first tick on
                 (see ``duplex.audio.conversation_writer``); closed with the session.
+            event_log: called with every event the session emits, from the first on
+                (``duplex.runtime.recording``), on the emitting thread.
+
+        Raises:
+            EngineFull: every slot is taken (real time only).
         """
         sid = session_id or f"s{next(self._ids)}-{uuid.uuid4().hex[:6]}"
-        clock = self.clock
-        now = getattr(clock, "now_ms", lambda: 0.0)
-        model_session = self.model.open_session(sid, clock.session_lanes(now))
-        session = Session(sid, self.config, model_session)
-        session.recorder = recorder
-        self.sessions[sid] = session
         if self.realtime:
-            self.engine.add(session)
+            self.engine.reserve(sid)
+        model_session = None
+        session: Session | None = None
+        try:
+            clock = self.clock
+            now = getattr(clock, "now_ms", lambda: 0.0)
+            model_session = self.model.open_session(sid, clock.session_lanes(now))
+            session = Session(sid, self.config, model_session, event_log=event_log)
+            session.recorder = recorder
+            if self.realtime:
+                self.engine.add(session)
+        except BaseException:
+            if self.realtime:
+                self.engine.release(sid)
+            if session is not None:
+                session.close("refused")  # its model session and recorder with it
+            else:
+                if model_session is not None:
+                    model_session.close()
+                if recorder is not None:
+                    recorder.close()
+            raise
+        self.sessions[sid] = session
         return session
 
     def close_session(self, session: Session, reason: str = "closed") -> None:
+        """End a conversation and free its slot. Blocking (joins its worker thread)."""
         if self.realtime:
             self.engine.remove(session)
         session.close(reason)

@@ -12,16 +12,16 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import numpy as np
 
-from duplex.audio.conversation_writer import ConversationWriter
 from duplex.audio.frame import as_mono_float32
 from duplex.audio.resample import StreamResampler
 from duplex.config import Config
 from duplex.errors import AudioFormatError, SessionClosed
-from duplex.events import AgentAudioDone, ErrorEvent, Event, SessionStarted, Stall
+from duplex.events import AgentAudioDone, ErrorEvent, Event, InputDropped, SessionStarted, Stall
 from duplex.events import SessionClosed as SessionClosedEvent
 from duplex.models.actions import ResponseOptions
 from duplex.models.base import ModelSession
@@ -36,10 +36,27 @@ from duplex.runtime.metrics import TickMetrics
 log = logging.getLogger(__name__)
 
 
+class Recorder(Protocol):
+    """Takes every tick's input and output frame, in stream time
+    (``duplex.audio.conversation_writer.ConversationWriter``,
+    ``duplex.runtime.recording.SessionRecording``)."""
+
+    def write_tick(self, user: np.ndarray, agent: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Session:
     """One conversation. Create through ``Runtime.open_session``."""
 
-    def __init__(self, session_id: str, config: Config, model_session: ModelSession) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        config: Config,
+        model_session: ModelSession,
+        *,
+        event_log: Callable[[Event], None] | None = None,
+    ) -> None:
         self.id = session_id
         self.config = config
         self.model = model_session
@@ -57,12 +74,16 @@ class Session:
         self.ticks = 0
         self.closed = False
         self.dropped_input_samples = 0
+        self._drops_unreported = 0  # input.dropped events: at most one a second
+        self._drops_reported_wall = 0.0
         self.last_input_wall = time.monotonic()
         self.trace: list[tuple[float, float, str, float]] | None = None  # (t_ms, vad, state, out_rms)
         # Given every tick's input frame and output frame, in stream time (``duplex run``,
         # ``duplex talk --save``, a server recording); closed with the session.
-        self.recorder: ConversationWriter | None = None
+        self.recorder: Recorder | None = None
         self._controls: collections.deque = collections.deque()
+        # Every event as it is emitted, from any thread (a server recording's events.jsonl).
+        self.event_log = event_log
         # Echo: the agent's output, as played, is the canceller's reference.
         self.echo = make_echo_canceller(config.echo.engine, config.audio.input_sample_rate, self.frame_samples)
         self.echo_guard = EchoEstimator(margin_db=config.echo.guard_margin_db, dt_corr=config.echo.double_talk_corr) if config.echo.guard else None
@@ -117,16 +138,27 @@ class Session:
             return self._inbox_samples + len(self._partial)
 
     def bound_backlog(self, max_samples: int) -> None:
-        """Drop the oldest input beyond ``max_samples`` (real time cannot wait forever)."""
+        """Drop the oldest input beyond ``max_samples`` (real time cannot wait forever);
+        the engine calls it every tick, and drops are reported (``input.dropped``)."""
         with self._lock:
             excess = self._inbox_samples + len(self._partial) - max_samples
-            if excess <= 0:
-                return
-            self.dropped_input_samples += excess
-            buf = np.concatenate([self._partial, *self._inbox])[excess:]
-            self._inbox.clear()
-            self._partial = buf
-            self._inbox_samples = 0
+            if excess > 0:
+                self.dropped_input_samples += excess
+                buf = np.concatenate([self._partial, *self._inbox])[excess:]
+                self._inbox.clear()
+                self._partial = buf
+                self._inbox_samples = 0
+                self._drops_unreported += excess
+        self.report_drops()
+
+    def report_drops(self) -> None:
+        """Tell the client about input dropped by the backlog bound (once a second at most)."""
+        now = time.monotonic()
+        if self._drops_unreported and now - self._drops_reported_wall >= 1.0:
+            rate = self.config.audio.input_sample_rate
+            self.emit(InputDropped(self.t_ms, 1000.0 * self._drops_unreported / rate, "backlog"))
+            self._drops_unreported = 0
+            self._drops_reported_wall = now
 
     def take_frame(self) -> np.ndarray | None:
         """Pop exactly one input frame, or None if less than a frame is queued."""
@@ -243,8 +275,29 @@ class Session:
             self._partial = np.zeros(0, np.float32)
         self._controls.append(lambda t: (self.turn_taker.clear(), []))
 
+    def _clip(self, text: str, max_chars: int, what: str) -> str:
+        if len(text) <= max_chars:
+            return text
+        self.error(
+            f"{what} clipped to {max_chars} of {len(text)} characters: the LLM context "
+            f"holds {self.config.models.llm.n_ctx} tokens (models.llm.n_ctx)",
+            f"{what}_clipped",
+        )
+        return text[:max_chars]
+
+    @property
+    def max_instructions_chars(self) -> int:
+        """Instructions may fill about half the LLM context (~4 characters a token)."""
+        return 2 * self.config.models.llm.n_ctx
+
+    @property
+    def max_text_chars(self) -> int:
+        """A typed message may fill about a quarter of the LLM context."""
+        return self.config.models.llm.n_ctx
+
     def send_text(self, text: str) -> None:
-        """A typed user message, answered at once."""
+        """A typed user message, answered at once (clipped to what the context holds)."""
+        text = self._clip(text, self.max_text_chars, "text")
         self._controls.append(lambda t: self.turn_taker.take_text_turn(text, t))
 
     def cancel_response(self) -> None:
@@ -258,7 +311,9 @@ class Session:
             self._controls.append(lambda t: ([], truncate(response_id, audio_end_ms, t)))
 
     def set_instructions(self, text: str) -> None:
-        """Replace the system prompt for the following responses."""
+        """Replace the system prompt for the following responses (clipped to what the
+        LLM context holds; the client gets an ``instructions_clipped`` error event)."""
+        text = self._clip(text, self.max_instructions_chars, "instructions")
         setter = getattr(self.model, "set_instructions", None)
         if setter is not None:
             self._controls.append(lambda t: (setter(text) or [], []))
@@ -269,6 +324,9 @@ class Session:
 
     # ---------------------------------------------------------------- events
     def emit(self, event: Event) -> None:
+        log = self.event_log
+        if log is not None:
+            log(event)
         self.channel.put(event)
 
     def error(self, message: str, code: str = "error") -> None:

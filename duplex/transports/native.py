@@ -23,6 +23,7 @@ Server → client:
     agent.audio.started, agent.audio.done, barge_in, user.backchannel, state, stall
     {"type": "output.flush"}     drop any agent audio not yet played (an interruption)
     {"type": "error", "code": "...", "message": "..."}   bad input; the session goes on
+    {"type": "input.dropped", "dropped_ms": ..., "reason": "too_fast" | "backlog"}
     {"type": "pong"}
 """
 
@@ -31,46 +32,70 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from duplex.audio.frame import float_to_pcm16
 from duplex.audio.resample import StreamResampler
+from duplex.config import ServerConfig
 from duplex.errors import DuplexError
-from duplex.events import AgentAudio, AgentAudioDone, BargeIn, Event, SessionStarted
+from duplex.events import AgentAudio, AgentAudioDone, BargeIn, Event, InputDropped, SessionStarted
 from duplex.runtime.runtime import Runtime
 from duplex.runtime.session import Session
+from duplex.transports.limits import InputRate
+from duplex.transports.native_schema import (
+    RATES,
+    BadMessage,
+    InputClear,
+    InputCommit,
+    Ping,
+    Query,
+    ResponseCancel,
+    SessionUpdate,
+    Text,
+    parse_message,
+)
 
 log = logging.getLogger(__name__)
 
 PROTOCOL = "duplex.v1"
-RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+__all__ = ["PROTOCOL", "RATES", "NativeConnection"]
 
 
 class NativeConnection:
-    """One client on the native protocol."""
+    """One client on the native protocol.
 
-    def __init__(self, ws: ServerConnection, runtime: Runtime, query: dict[str, str]) -> None:
+    The server validates the URL (``query``), admits the client and opens its session
+    before ``run``; the connection owns the session's traffic, not its life.
+    """
+
+    def __init__(self, ws: ServerConnection, runtime: Runtime, query: Query, limits: ServerConfig | None = None) -> None:
         self.ws = ws
         self.runtime = runtime
-        self.input_rate = int(query.get("input_sample_rate", query.get("rate", runtime.config.audio.input_sample_rate)))
-        self.output_rate = int(query.get("output_sample_rate", runtime.config.audio.output_sample_rate))
+        limits = limits or ServerConfig()
+        self.input_rate: int = query.input_sample_rate or query.rate or runtime.config.audio.input_sample_rate
+        self.output_rate: int = query.output_sample_rate or runtime.config.audio.output_sample_rate
         self.session: Session | None = None
-        self._out: StreamResampler | None = None
+        self._out = StreamResampler(runtime.config.audio.output_sample_rate, self.output_rate)
+        self._input = InputRate(limits.input_burst_ms)
 
     async def error(self, code: str, message: str) -> None:
         await self.ws.send(json.dumps({"type": "error", "code": code, "message": message}))
 
-    async def run(self) -> None:
-        if self.input_rate not in RATES or self.output_rate not in RATES:
-            await self.error("bad_rate", f"sample rates must be one of {RATES}")
-            await self.ws.close(1008, "bad sample rate")
-            return
-        session = self.runtime.open_session()
+    @staticmethod
+    def notifier(ws: ServerConnection) -> Callable[[str, str], Awaitable[None]]:
+        """How the server tells a native client about a refusal or a limit."""
+
+        async def notify(code: str, message: str) -> None:
+            await ws.send(json.dumps({"type": "error", "code": code, "message": message}))
+
+        return notify
+
+    async def run(self, session: Session) -> None:
+        """Serve ``session`` until the client leaves or the session ends."""
         self.session = session
-        self._out = StreamResampler(self.runtime.config.audio.output_sample_rate, self.output_rate)
         await self.ws.send(
             json.dumps(
                 {
@@ -87,57 +112,55 @@ class NativeConnection:
         try:
             async for message in self.ws:
                 if isinstance(message, bytes):
-                    try:
-                        session.push_audio(message, sample_rate=self.input_rate)
-                    except DuplexError as exc:
-                        await self.error("bad_audio", str(exc))
+                    await self._on_audio(session, message)
                 else:
                     await self._on_text(session, message)
         except ConnectionClosed:
             pass
         finally:
             sender.cancel()
-            self.runtime.close_session(session, "client disconnected")
+
+    async def _on_audio(self, session: Session, pcm: bytes) -> None:
+        duration_ms = 1000.0 * (len(pcm) // 2) / self.input_rate
+        fits_ms = self._input.admit(duration_ms)
+        if fits_ms < duration_ms:
+            pcm = pcm[: 2 * int(fits_ms * self.input_rate / 1000)] if len(pcm) % 2 == 0 else pcm
+        dropped = self._input.report()
+        if dropped:
+            await self.ws.send(json.dumps(InputDropped(session.t_ms, dropped, "too_fast").to_dict()))
+        if not pcm:
+            return
+        try:
+            session.push_audio(pcm, sample_rate=self.input_rate)
+        except DuplexError as exc:
+            await self.error("bad_audio", str(exc))
 
     async def _on_text(self, session: Session, message: str) -> None:
-        try:
-            msg: Any = json.loads(message)
-            if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-                raise ValueError("a message must be a JSON object with a string 'type'")
-        except ValueError as exc:
-            await self.error("bad_message", f"malformed message: {exc}")
-            return
-        kind = msg["type"]
-        if kind == "session.update":
-            rate = msg.get("input_sample_rate", self.input_rate)
-            out_rate = msg.get("output_sample_rate", self.output_rate)
-            if rate not in RATES or out_rate not in RATES:
-                await self.error("bad_rate", f"sample rates must be one of {RATES}")
-                return
-            self.input_rate = rate
-            if out_rate != self.output_rate:
-                self.output_rate = out_rate
-                self._out = StreamResampler(self.runtime.config.audio.output_sample_rate, out_rate)
-            if isinstance(msg.get("instructions"), str):
-                session.set_instructions(msg["instructions"])
-            if isinstance(msg.get("turn_detection"), bool):
-                session.set_auto_turns(msg["turn_detection"])
-            await self.ws.send(json.dumps({"type": "session.updated", "input_sample_rate": self.input_rate, "output_sample_rate": self.output_rate}))
-        elif kind == "input.commit":
-            session.commit()
-        elif kind == "input.clear":
-            session.clear_input()
-        elif kind == "text":
-            if not isinstance(msg.get("text"), str) or not msg["text"].strip():
-                await self.error("bad_message", "text message needs a non-empty 'text'")
-                return
-            session.send_text(msg["text"])
-        elif kind == "response.cancel":
-            session.cancel_response()
-        elif kind == "ping":
-            await self.ws.send(json.dumps({"type": "pong"}))
-        else:
-            await self.error("unknown_type", f"unknown message type {kind!r}")
+        msg = parse_message(message)
+        match msg:
+            case BadMessage(code=code, message=text):
+                await self.error(code, text)
+            case SessionUpdate():
+                self.input_rate = msg.input_sample_rate or self.input_rate
+                out_rate = msg.output_sample_rate or self.output_rate
+                if out_rate != self.output_rate:
+                    self.output_rate = out_rate
+                    self._out = StreamResampler(self.runtime.config.audio.output_sample_rate, out_rate)
+                if msg.instructions is not None:
+                    session.set_instructions(msg.instructions)
+                if msg.turn_detection is not None:
+                    session.set_auto_turns(msg.turn_detection)
+                await self.ws.send(json.dumps({"type": "session.updated", "input_sample_rate": self.input_rate, "output_sample_rate": self.output_rate}))
+            case InputCommit():
+                session.commit()
+            case InputClear():
+                session.clear_input()
+            case Text():
+                session.send_text(msg.text)
+            case ResponseCancel():
+                session.cancel_response()
+            case Ping():
+                await self.ws.send(json.dumps({"type": "pong"}))
 
     async def _send_events(self, session: Session) -> None:
         try:
@@ -150,7 +173,6 @@ class NativeConnection:
         if isinstance(event, SessionStarted):
             return  # the client already has session.created
         if isinstance(event, AgentAudio):
-            assert self._out is not None
             await self.ws.send(float_to_pcm16(self._out.process(event.samples)))
             return
         if (isinstance(event, BargeIn) and event.phase == "confirmed") or (

@@ -186,8 +186,8 @@ class RealtimeConnection:
         }
 
     # ------------------------------------------------------------ the connection
-    async def run(self) -> None:
-        session = self.runtime.open_session()
+    async def run(self, session: Session) -> None:
+        """Serve ``session`` (opened by the server after admission; the server closes it)."""
         self.session = session
         await self._emit("session.created", session=self._session_obj())
         sender = asyncio.create_task(self._pump(session))
@@ -201,7 +201,6 @@ class RealtimeConnection:
             pass
         finally:
             sender.cancel()
-            self.runtime.close_session(session, "client disconnected")
 
     async def on_message(self, session: Session, message: str) -> None:
         """One client message: validated, then applied; a bad one is answered with ``error``."""

@@ -18,10 +18,13 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 
 
+TOKEN = "browser-test-token"  # the page takes it from its URL
+
+
 @pytest.fixture(scope="module")
 def live_server():
     runtime = Runtime.from_config("default", clock="realtime")
-    with BackgroundServer(runtime) as server:
+    with BackgroundServer(runtime, token=TOKEN) as server:
         yield server
     runtime.close()
 
@@ -49,8 +52,13 @@ def test_browser_completes_a_spoken_turn_and_plays_the_answer(live_server, tmp_p
             page = browser.new_page(viewport={"width": 900, "height": 700})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{live_server.port}/?autostart=1&processing=off")
-            page.wait_for_function("window.duplexStats && window.duplexStats.agentTexts.length > 0", timeout=60000)
+            page.goto(f"http://127.0.0.1:{live_server.port}/?autostart=1&processing=off&token={TOKEN}")
+            # Polled with evaluate, not wait_for_function: the page's Content-Security-Policy
+            # (no eval) stays enforced, and the page must work under it.
+            for _ in range(300):
+                if page.evaluate("window.duplexStats && window.duplexStats.agentTexts.length > 0"):
+                    break
+                page.wait_for_timeout(200)
             page.wait_for_timeout(500)
             stats = page.evaluate("window.duplexStats")
             page.screenshot(path=str(ARTIFACTS / "browser.png"))
@@ -62,3 +70,48 @@ def test_browser_completes_a_spoken_turn_and_plays_the_answer(live_server, tmp_p
     assert stats["audioBytes"] > 16000  # agent PCM arrived
     assert stats["playedSamples"] > 8000  # and the player worklet played it
     assert stats["latencies"] and stats["latencies"][0] > 0
+
+
+def test_the_page_asks_for_the_token_when_its_url_has_none(tmp_path):
+    """Scripted model: the page learns from /healthz that a token is needed, asks for it
+    (a prompt), connects with it and gets an answer; the page runs under its CSP."""
+    from playwright.sync_api import sync_playwright
+
+    from duplex.config import config_from_dict
+    from duplex.models.scripted import scripted_model
+
+    cfg = config_from_dict({"models": {"kind": "scripted"}})
+    runtime = Runtime(cfg, model=scripted_model(cfg, script=["Hello there."]), clock="realtime")
+    mic = tmp_path / "mic.wav"
+    t = np.arange(16000) / 16000
+    write_wav(mic, np.concatenate([np.zeros(8000, np.float32), (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), np.zeros(16000 * 6, np.float32)]), 16000)
+    asked: list[str] = []
+    with BackgroundServer(runtime, token=TOKEN) as server, sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={mic}", "--autoplay-policy=no-user-gesture-required"],
+        )
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+
+            def answer(dialog) -> None:  # noqa: ANN001
+                asked.append(dialog.message)
+                dialog.accept(TOKEN)
+
+            page.on("dialog", answer)
+            page.goto(f"http://127.0.0.1:{server.port}/?autostart=1&processing=off")
+            for _ in range(150):
+                if page.evaluate("window.duplexStats.agentTexts.length > 0"):
+                    break
+                page.wait_for_timeout(200)
+            stats = page.evaluate("window.duplexStats")
+        finally:
+            browser.close()
+    runtime.close()
+    assert asked and "token" in asked[0]
+    assert not errors, errors
+    assert stats["agentTexts"], stats

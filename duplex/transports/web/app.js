@@ -89,6 +89,21 @@ function onAudio(buf) {
   player.port.postMessage(f, [f.buffer]);
 }
 
+// The server's token, when it asks for one: from the page's URL (?token=...), else asked
+// once and kept for this tab only.
+async function accessToken() {
+  const fromUrl = new URLSearchParams(location.search).get('token');
+  if (fromUrl) return fromUrl;
+  const health = await fetch('healthz').then((r) => r.json()).catch(() => ({}));
+  if (!health.auth) return '';
+  let token = sessionStorage.getItem('duplex-token');
+  if (!token) {
+    token = window.prompt('This server needs an access token:') || '';
+    if (token) sessionStorage.setItem('duplex-token', token);
+  }
+  return token;
+}
+
 async function start() {
   $('start').disabled = true;
   ctx = new AudioContext({ latencyHint: 'interactive' });
@@ -106,7 +121,9 @@ async function start() {
   const rates = [8000, 16000, 22050, 24000, 32000, 44100, 48000];
   outRate = rates.includes(ctx.sampleRate) ? ctx.sampleRate : 24000;
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-  ws = new WebSocket(`${proto}://${location.host}/ws?input_sample_rate=16000&output_sample_rate=${outRate}`);
+  const token = await accessToken();
+  const auth = token ? `&token=${encodeURIComponent(token)}` : '';
+  ws = new WebSocket(`${proto}://${location.host}/ws?input_sample_rate=16000&output_sample_rate=${outRate}${auth}`);
   ws.binaryType = 'arraybuffer';
   ws.onmessage = (m) => (typeof m.data === 'string' ? onEvent(JSON.parse(m.data)) : onAudio(m.data));
   ws.onclose = () => { setState('idle'); $('status').textContent = 'disconnected'; $('start').disabled = false; $('stop').disabled = true; };
