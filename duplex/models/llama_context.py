@@ -1,0 +1,226 @@
+"""llama.cpp weights loaded once per process, and a context of its own for each holder.
+
+A llama.cpp *model* (``llama_model``: the weights, repacked for this CPU at load) is
+read-only once loaded and serves any number of *contexts* (``llama_context``: KV cache,
+compute buffers, thread pool), each used by its own thread; llama.cpp's server works the
+same way. ``llama_cpp.Llama`` always loads a model of its own, so every session paid for
+a copy of the weights. Here:
+
+* ``llama_weights`` leases the model of one GGUF file from ``shared_weights`` (one
+  llama-cpp-python ``_internals.LlamaModel`` a file per process);
+* ``LlamaSessionContext`` is one holder's ``_internals.LlamaContext`` over it, with the
+  part of ``Llama``'s interface the stages use (``eval``, ``input_ids``/``n_tokens``,
+  ``reset``, ``tokenize``/``detokenize``, ``scores`` with ``logits_all``), set up with
+  ``Llama``'s own context parameters, so a context computes what a ``Llama`` of the same
+  settings computes.
+
+Closing a context frees its KV cache and buffers and releases its lease; the model is
+freed with the last lease. (llama-cpp-python also frees any context still open over a
+model before the model itself.)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from duplex.errors import BackendError
+from duplex.models.shared_weights import Lease, WeightsKey, shared_weights
+
+_backend_ready = threading.Lock()
+_backend_initialized = False
+
+
+def _init_backend() -> None:
+    """llama.cpp's one-time backend set-up, and its log quieted to errors (as ``Llama`` does)."""
+    global _backend_initialized
+    with _backend_ready:
+        if _backend_initialized:
+            return
+        import llama_cpp
+        from llama_cpp._logger import set_verbose
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        set_verbose(False)
+        with suppress_stdout_stderr(disable=False):
+            llama_cpp.llama_backend_init()
+        _backend_initialized = True
+
+
+class LlamaWeights:
+    """One GGUF file loaded by llama.cpp (memory-mapped, CPU only).
+
+    Attributes:
+        path: the GGUF file.
+        model: llama-cpp-python's ``_internals.LlamaModel``.
+        metadata: the GGUF's key/value metadata.
+    """
+
+    def __init__(self, path: Path) -> None:
+        _init_backend()
+        import llama_cpp
+        from llama_cpp import _internals
+
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0
+        params.split_mode = llama_cpp.LLAMA_SPLIT_MODE_LAYER
+        params.main_gpu = 0
+        params.vocab_only = False
+        params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP
+        try:
+            self.model: Any = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
+        self.path = path
+        self.metadata: dict[str, str] = self.model.metadata()
+
+    def close(self) -> None:
+        """Free the weights (and any context still open over them)."""
+        self.model.close()
+
+
+def llama_weights(path: Path) -> Lease[LlamaWeights]:
+    """A lease on the model of ``path``, loaded at the first call in the process.
+
+    Raises:
+        BackendError: llama.cpp could not load the file.
+    """
+    key = WeightsKey("llama.cpp model", str(Path(path).resolve()))
+    return shared_weights().acquire(key, lambda: LlamaWeights(Path(path)), LlamaWeights.close)
+
+
+class LlamaSessionContext:
+    """A llama.cpp context over shared weights: the per-holder half of a ``Llama``.
+
+    Not thread-safe: one holder uses it from one thread at a time.
+
+    Args:
+        path: the GGUF file (its weights are leased from ``shared_weights``).
+        n_ctx: context length in tokens.
+        threads: CPU threads for decoding and prompt processing.
+        n_batch: tokens decoded in one llama.cpp batch.
+        embedding: also compute hidden states (``llama_get_embeddings_ith``); the
+            context then holds up to ``n_batch`` sequences over one unified KV cache.
+        logits_all: keep every evaluated row's logits in ``scores``.
+        last_n_tokens_size: the repeat-penalty window samplers are given.
+
+    Raises:
+        BackendError: the weights or the context could not be loaded.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_ctx: int,
+        threads: int,
+        n_batch: int = 512,
+        embedding: bool = False,
+        logits_all: bool = False,
+        last_n_tokens_size: int = 64,
+    ) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self._lease = llama_weights(path)
+        weights = self._lease.weights
+        self.model_path = path
+        self.metadata = weights.metadata
+        self._model: Any = weights.model
+        self.n_batch = min(n_ctx, n_batch)
+        self.last_n_tokens_size = last_n_tokens_size
+        self._logits_all = logits_all
+        # Llama's context parameters, so a context computes what a Llama would.
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = self.n_batch
+        params.n_ubatch = self.n_batch
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.rope_scaling_type = llama_cpp.LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED
+        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
+        params.attention_type = llama_cpp.LLAMA_ATTENTION_TYPE_UNSPECIFIED
+        params.rope_freq_base = 0
+        params.rope_freq_scale = 0
+        params.yarn_ext_factor = -1.0
+        params.yarn_attn_factor = 1.0
+        params.yarn_beta_fast = 32.0
+        params.yarn_beta_slow = 1.0
+        params.yarn_orig_ctx = 0
+        params.embeddings = embedding
+        params.offload_kqv = True
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.no_perf = False
+        if embedding:
+            params.n_seq_max = min(self.n_batch, llama_cpp.llama_max_parallel_sequences())
+            params.kv_unified = True
+        self.context_params = params
+        try:
+            self._ctx: Any = _internals.LlamaContext(model=self._model, params=params, verbose=False)
+            self._batch: Any = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=n_ctx, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            self.close()
+            raise BackendError(f"llama.cpp could not make a context of {n_ctx} tokens over {path}: {exc}") from exc
+        self._n_vocab = int(self._model.n_vocab())
+        self._clear_on_reset = bool(
+            llama_cpp.llama_model_is_recurrent(self._model.model) or llama_cpp.llama_model_is_hybrid(self._model.model)
+        )
+        self.n_tokens = 0
+        self.input_ids = np.zeros(n_ctx, dtype=np.intc)
+        # Rows are written only as tokens are evaluated (np.empty commits no memory yet).
+        self.scores = np.empty((n_ctx if logits_all else 0, self._n_vocab), dtype=np.single)
+
+    # -- the model's vocabulary (shared, read-only) ---------------------------------------
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        return list(self._model.tokenize(text, add_bos=add_bos, special=special))
+
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes:
+        return bytes(self._model.detokenize(list(tokens), special=special))
+
+    def n_vocab(self) -> int:
+        return self._n_vocab
+
+    def n_embd(self) -> int:
+        return int(self._model.n_embd())
+
+    def token_eos(self) -> int:
+        return int(self._model.token_eos())
+
+    # -- this context's state -------------------------------------------------------------
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        """Evaluate ``tokens`` after the ``n_tokens`` already in the cache (``Llama.eval``).
+
+        Raises:
+            RuntimeError: llama.cpp failed to decode.
+        """
+        self._ctx.kv_cache_seq_rm(-1, self.n_tokens, -1)
+        for i in range(0, len(tokens), self.n_batch):
+            batch = list(tokens[i : i + self.n_batch])
+            n_past = self.n_tokens
+            self._batch.set_batch(batch=batch, n_past=n_past, logits_all=self._logits_all)
+            self._ctx.decode(self._batch)
+            self.input_ids[n_past : n_past + len(batch)] = batch
+            if self._logits_all:
+                logits = np.ctypeslib.as_array(self._ctx.get_logits(), shape=(len(batch) * self._n_vocab,))
+                self.scores[n_past : n_past + len(batch), :].reshape(-1)[:] = logits
+            self.n_tokens += len(batch)
+
+    def reset(self) -> None:
+        """Forget the evaluated tokens (``Llama.reset``: the next ``eval`` overwrites the
+        KV cells; a recurrent model's state is cleared)."""
+        self.n_tokens = 0
+        if self._clear_on_reset:
+            self._ctx.kv_cache_clear()
+
+    def close(self) -> None:
+        """Free this context's KV cache and buffers and release the weights. Idempotent."""
+        for part in ("_batch", "_ctx"):
+            if hasattr(self, part):
+                getattr(self, part).close()
+        self._lease.release()
