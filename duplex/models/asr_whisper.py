@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from duplex.errors import AudioFormatError, ConfigError, ModelNotFound
+from duplex.models.shared_weights import WeightsKey, shared_weights
 from duplex.models.stages import Transcript
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ class WhisperRecognizer:
     Calls to :meth:`transcribe` may come from several threads at once; they are
     serialized by an internal lock, because one CTranslate2 model replica decodes
     one batch at a time and queuing inside the lock keeps each call's timing honest.
+    The model is loaded once per process for a path and thread count and shared by
+    every recognizer of them; ``close`` releases this one's share.
 
     Args:
         model_path: a CTranslate2 Whisper model directory (``model.bin``,
@@ -130,10 +133,20 @@ class WhisperRecognizer:
         from faster_whisper.feature_extractor import FeatureExtractor
         from faster_whisper.tokenizer import Tokenizer
 
-        self._model = ctranslate2.models.Whisper(
-            str(path), device="cpu", compute_type="int8", intra_threads=threads, inter_threads=1
+        # Loaded once per process for a path and thread count, and shared by every
+        # recognizer of them (``shared_weights``); CTranslate2's methods are thread-safe
+        # (calls queue for the model's one replica).
+        key = WeightsKey("ctranslate2 whisper", str(path.resolve()), (("compute_type", "int8"), ("threads", threads)))
+        self._lease = shared_weights().acquire(
+            key,
+            lambda: ctranslate2.models.Whisper(
+                str(path), device="cpu", compute_type="int8", intra_threads=threads, inter_threads=1
+            ),
+            lambda model: model.unload_model(),
         )
+        self._model = self._lease.weights
         if not self._model.is_multilingual and language != "en":
+            self._lease.release()
             raise ConfigError(
                 f"the model at {path} is English-only; set language='en' or use a multilingual model"
             )
@@ -159,6 +172,10 @@ class WhisperRecognizer:
             beam_size,
             "30s" if full_window else "fit",
         )
+
+    def close(self) -> None:
+        """Release this recognizer's share of the model (unloaded with the last). Idempotent."""
+        self._lease.release()
 
     def transcribe(
         self, audio: np.ndarray, n_best: int | None = None, min_window_s: int | None = None

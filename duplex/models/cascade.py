@@ -201,7 +201,14 @@ def trim_seam(
 
 @dataclass
 class CascadeStages:
-    """Factories for the four stages. Shared stages may return the same object each call."""
+    """Factories for the stages.
+
+    ``vad``, ``llm`` and ``tts`` make a new object for each session, which owns it and
+    closes it when the session ends: it holds that conversation's state (RNN state, KV
+    cache) over weights loaded once per process (``shared_weights``). The recognizers
+    and the end-of-utterance model keep no conversation state: their factories may hand
+    every session the same object, which the model owns and ``close`` frees.
+    """
 
     vad: Callable[[], VoiceActivityDetector]
     asr: Callable[[], SpeechRecognizer]
@@ -214,6 +221,8 @@ class CascadeStages:
     # The LLM gives the end-of-utterance probability from its own prompt pass
     # (``last_end_probability``): the final waits for the draft's first token.
     eou_from_llm: bool = False
+    # Frees what the sessions share (the shared stages, the model's hold on the weights).
+    close: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -251,7 +260,8 @@ class CascadeModel:
         return CascadeSession(self.config, self.stages, session_id, make_lane)
 
     def close(self) -> None:
-        pass
+        """Free the shared stages (the runtime closes its sessions first)."""
+        self.stages.close()
 
 
 class CascadeSession:
@@ -857,6 +867,13 @@ class CascadeSession:
         )
 
     def close(self) -> None:
-        self.partial_lane.close()
-        self.listen_lane.close()
-        self.respond_lane.close()
+        """Stop the lanes, then free this session's own stages (their state; the shared
+        weights stay loaded for the other sessions)."""
+        stopped = [lane.close() for lane in (self.partial_lane, self.listen_lane, self.respond_lane)]
+        if not all(stopped):
+            # A step still runs on an owned stage: freeing its state now would pull it
+            # from under that step, so it stays allocated (and its weights loaded).
+            log.warning("session %s: a lane did not stop in time; its stages are left allocated", self.session_id)
+            return
+        for stage in (self.vad, self.llm, self.tts):
+            stage.close()

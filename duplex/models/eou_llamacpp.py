@@ -186,7 +186,11 @@ class LlamaCppEndOfUtterance:
         self._max_rows = min(int(self._llm.n_batch), n_ctx - len(self._prefix) - 2)
         self._max_seqs = int(self._llm.context_params.n_seq_max)
         self._end_ids = end_token_ids(self._llm, "<|im_end|>")
-        self.head = self._load_head(head, source)
+        try:
+            self.head = self._load_head(head, source)
+        except ModelNotFound:
+            self._llm.close()
+            raise
         self._recent: collections.OrderedDict[str, tuple[np.ndarray, float]] = collections.OrderedDict()
 
     def _load_head(self, head: str, model_path: Path) -> EndOfTurnHead | None:

@@ -145,6 +145,9 @@ class OpenAIHttpGenerator:
             body.update(_tools_json(tools, tool_choice))
         return self._stream(json.dumps(body).encode("utf-8"))
 
+    def close(self) -> None:
+        """Nothing to free: each answer opens and closes its own connection."""
+
     def _connection(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         return cls(self._host, self._port, timeout=self.timeout_s)

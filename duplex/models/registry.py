@@ -80,39 +80,69 @@ def end_of_utterance_model(config: Config) -> LlamaCppEndOfUtterance | None:
 
 
 def cascade_stages(config: Config) -> CascadeStages:
-    """Real stage backends for the cascade. Shared stages are loaded once, eagerly,
-    so a missing model fails at start-up, not mid-conversation."""
+    """Real stage backends for the cascade.
+
+    Every network is loaded once per process (``shared_weights``), eagerly, so a missing
+    model fails at start-up, not mid-conversation, and the returned stages hold it until
+    their ``close``: sessions opening and closing never load or free weights. Each
+    session gets its own VAD (RNN state), LLM (a llama.cpp context) and voice over them;
+    the recognizers and the end-of-utterance model are one object each, shared.
+    """
+    held: list[Callable[[], None]] = []  # what the stages' close releases, in order
+    try:
+        return _cascade_stages(config, held)
+    except BaseException:
+        _close_all(held)
+        raise
+
+
+def _close_all(closers: list[Callable[[], None]]) -> None:
+    for close in reversed(closers):
+        close()
+    closers.clear()
+
+
+def _cascade_stages(config: Config, held: list[Callable[[], None]]) -> CascadeStages:
     m = config.models
     from duplex.models.vad_silero import SileroVad
-
-    SileroVad(m.vad.path or None, config.audio.input_sample_rate, m.vad.threads)  # fail early
 
     def vad() -> SileroVad:
         return SileroVad(m.vad.path or None, config.audio.input_sample_rate, m.vad.threads)
 
+    held.append(vad().close)  # the model's hold on the network
+
     from duplex.models.asr_whisper import WhisperRecognizer
 
     eou_model = end_of_utterance_model(config)
+    if eou_model is not None:
+        held.append(eou_model.close)
     asr = final_recognizer(config)
+    held.append(asr.close)
     second_look = second_look_recognizer(config, asr, eou_model)
     # Partials get their own instance (one thread): a final never queues behind one.
-    asr_partial = WhisperRecognizer(m.asr.path or None, threads=1, beam_size=1) if m.asr.partial_interval_ms > 0 else asr
+    asr_partial = asr
+    if m.asr.partial_interval_ms > 0:
+        asr_partial = WhisperRecognizer(m.asr.path or None, threads=1, beam_size=1)
+        held.append(asr_partial.close)
 
-    tts_factory: Callable[[], SpeechSynthesizer]
+    tts: Callable[[], SpeechSynthesizer]
     if m.tts.engine == "piper":
         from duplex.models.tts_piper import PiperSynthesizer
 
-        tts_factory = functools.partial(
+        tts = functools.partial(
             PiperSynthesizer, m.tts.path or None, threads=m.tts.threads, length_scale=m.tts.length_scale
         )
     else:
         from duplex.models.tts_espeak import EspeakSynthesizer
 
-        tts_factory = functools.partial(EspeakSynthesizer, voice=m.tts.voice)
-    tts_shared = tts_factory()
+        tts = functools.partial(EspeakSynthesizer, voice=m.tts.voice)
+    held.append(tts().close)
 
     if m.llm.engine == "llamacpp":
-        from duplex.models.llm_llamacpp import LlamaCppGenerator
+        from duplex.models.llama_context import llama_weights
+        from duplex.models.llm_llamacpp import LlamaCppGenerator, gguf_to_load
+
+        held.append(llama_weights(gguf_to_load(m.llm.path or None, m.llm.weights_type, "models.llm.path")[1]).release)
 
         def llm() -> LlamaCppGenerator:
             return LlamaCppGenerator(
@@ -141,13 +171,6 @@ def cascade_stages(config: Config) -> CascadeStages:
                 temperature=m.llm.temperature,
             )
 
-    first_tts = [tts_shared]
-
-    def tts():  # noqa: ANN202
-        # The first session reuses the voice loaded at start-up; later ones load their own
-        # (a Piper voice is used by one thread at a time).
-        return first_tts.pop() if first_tts else tts_factory()
-
     eou = None
     if eou_model is not None:
 
@@ -163,4 +186,5 @@ def cascade_stages(config: Config) -> CascadeStages:
         eou=eou,
         asr_second_look=(lambda: second_look) if second_look is not None else None,
         eou_from_llm=m.eou.engine == "llm" and m.llm.engine == "llamacpp",
+        close=functools.partial(_close_all, held),
     )

@@ -41,6 +41,9 @@ class EnergyVad:
         rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
         return 1.0 if rms > self.threshold else 0.0
 
+    def close(self) -> None:
+        pass
+
 
 class ScriptedAsr:
     """Returns script lines in order; beyond the script, describes the audio length."""
@@ -81,6 +84,9 @@ class ScriptedLlm:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def close(self) -> None:
+        pass
+
 
 class ToneTts:
     """A 220 Hz tone, ``word_ms`` per word, with exact word timings."""
@@ -103,6 +109,9 @@ class ToneTts:
         timings = tuple(WordTiming(w, i * per, (i + 1) * per) for i, w in enumerate(words))
         yield SpeechChunk(samples, text, timings)
 
+    def close(self) -> None:
+        pass
+
 
 def scripted_model(
     config: Config,
@@ -114,7 +123,6 @@ def scripted_model(
     """The cascade wired to the fake stages above."""
     d = delays or {}
     asr = ScriptedAsr(script, config.audio.input_sample_rate, d.get("asr", 0.0))
-    tts = ToneTts(16000, delay_s=d.get("tts", 0.0))
     counter = itertools.count()
     llms: list[ScriptedLlm] = []
 
@@ -130,7 +138,7 @@ def scripted_model(
             vad=lambda: EnergyVad(config.audio.input_sample_rate, delay_s=d.get("vad", 0.0)),
             asr=lambda: asr,
             llm=make_llm,
-            tts=lambda: tts,
+            tts=lambda: ToneTts(16000, delay_s=d.get("tts", 0.0)),
         ),
     )
     model.llms = llms  # type: ignore[attr-defined]  # tests inspect what the LLM was asked

@@ -2,7 +2,9 @@
 
 Each stage is one module under ``duplex/models`` that satisfies one of these
 protocols. Stages do plain synchronous work on numpy arrays; the runtime decides
-on which thread and in which tick slice they run.
+on which thread and in which tick slice they run. A stage instance that carries a
+conversation's state (VAD, LLM, TTS) belongs to one session, which closes it; its
+weights are loaded once per process and shared (``shared_weights``).
 
 Audio conventions: mono ``float32`` arrays in [-1, 1], at the stage's own
 ``sample_rate`` (resampling happens at the cascade's edges).
@@ -105,6 +107,9 @@ class VoiceActivityDetector(Protocol):
     def probability(self, frame: np.ndarray) -> float:
         """Speech probability in [0, 1] for exactly ``frame_samples`` samples."""
 
+    def close(self) -> None:
+        """Free this instance's state and release its share of the weights."""
+
 
 @runtime_checkable
 class SpeechRecognizer(Protocol):
@@ -133,6 +138,9 @@ class TextGenerator(Protocol):
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` takes in this model's context."""
 
+    def close(self) -> None:
+        """Free this instance's state (a KV cache) and release its share of the weights."""
+
 
 @runtime_checkable
 class SpeechSynthesizer(Protocol):
@@ -142,3 +150,6 @@ class SpeechSynthesizer(Protocol):
 
     def synthesize(self, text: str) -> Iterator[SpeechChunk]:
         """Yield speech for ``text``; the first chunk should come as early as possible."""
+
+    def close(self) -> None:
+        """Release this instance's share of the weights."""

@@ -333,6 +333,9 @@ class EspeakSynthesizer:
             chunk = SpeechChunk(samples, sentence, self._word_timings(sentence, samples, events))
             yield trim_leading_silence(chunk, self.sample_rate)
 
+    def close(self) -> None:
+        """Nothing to release: the engine is one a process (``_engine``), never unloaded."""
+
     def _word_timings(
         self, sentence: str, samples: np.ndarray, events: list[tuple[int, int, int]]
     ) -> tuple[WordTiming, ...]:

@@ -28,10 +28,12 @@ import threading
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from duplex.errors import ConfigError, ModelNotFound
+from duplex.errors import BackendError, ConfigError, ModelNotFound
+from duplex.models.shared_weights import WeightsKey, shared_weights
 from duplex.models.stages import SpeechChunk, WordTiming
 from duplex.models.tts_espeak import (
     estimate_word_timings,
@@ -40,6 +42,9 @@ from duplex.models.tts_espeak import (
     trim_leading_silence,
     voiced_span,
 )
+
+if TYPE_CHECKING:
+    from piper import PiperConfig, PiperVoice
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -178,12 +183,41 @@ def _with_duration_output(model: bytes) -> bytes | None:
     return model[:field_start] + b"\x3a" + _varint(len(new_graph)) + new_graph + model[end:]
 
 
+def _load_voice(onnx_path: Path, config: PiperConfig, threads: int) -> tuple[PiperVoice, bool]:
+    """The voice's onnxruntime session (with its duration output where the graph has one),
+    and whether it gives phoneme durations."""
+    import onnxruntime
+    from piper import PiperVoice
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    # onnxruntime keeps a memory plan per input shape it has seen, and every clause has
+    # a length of its own: 600 clauses grew RSS from 269 to 449 MB, and it kept growing.
+    # Without the plans it levels off at ~330 MB, at the same speed (20 ms a word here).
+    options.enable_mem_pattern = False
+    model_bytes = onnx_path.read_bytes()
+    try:
+        patched = _with_duration_output(model_bytes)
+    except (ValueError, IndexError):
+        patched = None
+    if patched is None:
+        _LOGGER.info("voice %s exposes no phoneme durations; word timings are estimated", onnx_path)
+    session = onnxruntime.InferenceSession(
+        patched or model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return PiperVoice(session=session, config=config), patched is not None
+
+
 class PiperSynthesizer:
     """Piper neural TTS, one sentence a chunk, with phoneme-exact word timings.
 
     An instance may be used from one thread at a time (typically the runtime's
-    TTS worker); use one instance a thread for parallel synthesis. The espeak-ng
-    phonemizer inside piper is process-global and guarded by piper's own lock.
+    TTS worker); use one instance a thread for parallel synthesis. Instances of one
+    voice share its onnxruntime session, loaded once per process (``shared_weights``);
+    ``close`` releases this instance's share. The espeak-ng phonemizer inside piper is
+    process-global and guarded by piper's own lock.
 
     Attributes:
         sample_rate: Output rate in Hz (22050 for medium-quality voices).
@@ -198,7 +232,7 @@ class PiperSynthesizer:
         length_scale: float | None = None,
         speaker: int | str | None = None,
     ) -> None:
-        """Load the voice and build its onnxruntime session.
+        """Load the voice's onnxruntime session, or share the one already loaded.
 
         Args:
             model_path: A Piper ``.onnx`` voice (with ``.onnx.json`` beside it), a
@@ -216,8 +250,7 @@ class PiperSynthesizer:
         if threads < 1:
             raise ConfigError(f"tts threads must be >= 1, got {threads}")
         try:
-            import onnxruntime
-            from piper import PiperConfig, PiperVoice, SynthesisConfig
+            from piper import PiperConfig, SynthesisConfig
         except ImportError as exc:
             raise ModelNotFound(
                 "piper-tts is not installed; run `pip install piper-tts onnxruntime`"
@@ -242,28 +275,14 @@ class PiperSynthesizer:
                 )
             speaker_id = speaker
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        # onnxruntime keeps a memory plan per input shape it has seen, and every clause has
-        # a length of its own: 600 clauses grew RSS from 269 to 449 MB, and it kept growing.
-        # Without the plans it levels off at ~330 MB, at the same speed (20 ms a word here).
-        options.enable_mem_pattern = False
-        model_bytes = onnx_path.read_bytes()
-        try:
-            patched = _with_duration_output(model_bytes)
-        except (ValueError, IndexError):
-            patched = None
-        self.exact_alignments = patched is not None
-        if not self.exact_alignments:
-            _LOGGER.info(
-                "voice %s exposes no phoneme durations; word timings are estimated", onnx_path
-            )
-        session = onnxruntime.InferenceSession(
-            patched or model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+        # The network is loaded once per process and shared (onnxruntime's run is
+        # thread-safe); this instance keeps only its synthesis settings.
+        key = WeightsKey("piper voice", str(onnx_path.resolve()), (("threads", threads),))
+        self._lease = shared_weights().acquire(
+            key, lambda: _load_voice(onnx_path, config, threads), lambda voice: None
         )
-        self._voice = PiperVoice(session=session, config=config)
+        self._voice: PiperVoice | None
+        self._voice, self.exact_alignments = self._lease.weights
         self._syn_config = SynthesisConfig(speaker_id=speaker_id, length_scale=length_scale)
         self._lock = threading.Lock()
         self.sample_rate: int = config.sample_rate
@@ -287,13 +306,21 @@ class PiperSynthesizer:
             if chunk is not None:
                 yield trim_leading_silence(chunk, self.sample_rate)
 
+    def close(self) -> None:
+        """Release this instance's share of the voice (freed with the last one). Idempotent."""
+        self._voice = None
+        self._lease.release()
+
     def _synthesize_sentence(self, sentence: str) -> SpeechChunk | None:
         audio: list[np.ndarray] = []
         phonemes: list[str] = []
         durations: list[int] = []
         aligned = self.exact_alignments
         # piper may split a sentence further (espeak treats "Dr." as an end).
-        for part in self._voice.synthesize(
+        voice = self._voice
+        if voice is None:
+            raise BackendError("this Piper voice is closed; make a new PiperSynthesizer")
+        for part in voice.synthesize(
             sentence, self._syn_config, include_alignments=self.exact_alignments
         ):
             offset = sum(len(a) for a in audio)
@@ -322,11 +349,14 @@ class PiperSynthesizer:
         return SpeechChunk(samples, sentence, timings)
 
     def _phoneme_count(self, word: str) -> int:
-        return sum(
-            1
-            for sentence in self._voice.phonemize(word)
-            for p in sentence
-            if p not in _NON_SOUNDS and not unicodedata.combining(p)
+        voice: Any = self._voice
+        return len(
+            [
+                p
+                for sentence in voice.phonemize(word)
+                for p in sentence
+                if p not in _NON_SOUNDS and not unicodedata.combining(p)
+            ]
         )
 
     @staticmethod

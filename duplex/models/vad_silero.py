@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from duplex.errors import AudioFormatError, ModelNotFound
+from duplex.models.shared_weights import WeightsKey, shared_weights
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +35,21 @@ def packaged_model_path() -> Path:
     return path
 
 
-_SESSIONS: dict[tuple[str, int], object] = {}
-
-
-def _session(path: Path, threads: int) -> object:
+def _load_session(path: Path, threads: int) -> object:
     import onnxruntime as ort
 
-    key = (str(path), threads)
-    if key not in _SESSIONS:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        _SESSIONS[key] = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    return _SESSIONS[key]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 class SileroVad:
     """Streaming Silero VAD. One instance per stream (it carries the RNN state).
 
-    The onnxruntime session is shared between instances (it is thread-safe).
+    The onnxruntime session is loaded once per process and shared between instances
+    (``shared_weights``; its ``run`` is thread-safe); ``close`` releases this instance's share.
     """
 
     def __init__(self, model_path: str | None = None, sample_rate: int = 16000, threads: int = 1) -> None:
@@ -65,8 +61,14 @@ class SileroVad:
         self.sample_rate = sample_rate
         self.frame_samples = 512 if sample_rate == 16000 else 256
         self._context_samples = 64 if sample_rate == 16000 else 32
-        self._sess = _session(path, threads)
+        key = WeightsKey("silero vad", str(path.resolve()), (("threads", threads),))
+        self._lease = shared_weights().acquire(key, lambda: _load_session(path, threads), lambda sess: None)
+        self._sess = self._lease.weights
         self.reset()
+
+    def close(self) -> None:
+        """Release this instance's share of the network. Idempotent."""
+        self._lease.release()
 
     def reset(self) -> None:
         self._state = np.zeros((2, 1, 128), dtype=np.float32)

@@ -111,7 +111,10 @@ class Lane(Protocol):
 
     def busy(self) -> bool: ...
 
-    def close(self) -> None: ...
+    def close(self) -> bool:
+        """Cancel every job and stop; True once nothing runs on the lane any more (a
+        job's stage objects may then be freed)."""
+        ...
 
 
 class CpuShare:
@@ -197,12 +200,13 @@ class InlineLane:
         self._pending = [r for r in self._pending if r.ready_ms > now_ms]
         return ready
 
-    def close(self) -> None:
+    def close(self) -> bool:
         for job in self._queue:
             job.cancelled = True
             job.close()
         self._queue.clear()
         self._pending.clear()
+        return True
 
 
 BACKGROUND_NICE = 10
@@ -272,7 +276,7 @@ class ThreadLane:
             self._results.clear()
         return [r for r in out if not r.job.cancelled]
 
-    def close(self) -> None:
+    def close(self) -> bool:
         with self._cv:
             self._closed = True
             for job in self._queue:
@@ -282,6 +286,7 @@ class ThreadLane:
                 self._current.cancelled = True
             self._cv.notify()
         self._thread.join(timeout=5.0)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         if self._background:

@@ -96,7 +96,8 @@ class CodecLMModel:
         self.output_sample_rate = config.audio.output_sample_rate
         self.frame_ms = FRAME_MS
         self._vad_path = config.models.vad.path or None
-        SileroVad(self._vad_path, _VAD_RATE, config.models.vad.threads)  # fail early
+        # Fails early, and holds the shared network while the model lives.
+        self._vad_hold = SileroVad(self._vad_path, _VAD_RATE, config.models.vad.threads)
         if bundle is None:
             bundle = load_checkpoint(settings.path, device, settings.dtype)
         self.core = CodecCore(bundle, settings.slots, settings, self.input_sample_rate, self.output_sample_rate)
@@ -109,6 +110,7 @@ class CodecLMModel:
 
     def close(self) -> None:
         self.core.close()
+        self._vad_hold.close()
 
 
 @dataclass
@@ -299,3 +301,4 @@ class CodecLMSession:
         if not self._closed:
             self._closed = True
             self.stepper.leave(self.slot)
+            self.vad.close()
