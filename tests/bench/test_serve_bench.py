@@ -18,6 +18,6 @@ def test_each_client_count_reports_latency_real_time_and_server_memory(tmp_path:
         peak = r["server_memory_peak"]
         assert 0 < peak["uss_mb"] <= peak["rss_mb"]
         assert r["uss_per_session_mb"] < peak["uss_mb"]
-    assert "USS per session" in report["table"] and "server before any client" in report["table"]
+    assert "USS per session" in report["table"] and "server with no client" in report["table"]
     saved = json.loads(out.read_text())
     assert saved["results"]["2"]["server_memory_peak"] == report["results"]["2"]["server_memory_peak"]
