@@ -4,7 +4,8 @@ Each client connects to ``/ws``, streams spoken questions in real time (32 ms
 PCM16 chunks, paced by the wall clock) and measures, on its own side, the time
 from the end of its question audio to the first agent audio frame that arrives
 (client-observed latency), next to the server's stream-time ``latency_ms``. It
-also counts the server's ``stall`` events (a session falling behind real time).
+also counts the server's ``stall`` events (a session falling behind real time) and
+times the opening of its session (connect to ``session.created``).
 
 For each number of clients the server side is watched too: every session's tick
 compute against its 32 ms budget (tick real-time factor: p50/p95, and the share of
@@ -38,8 +39,12 @@ from duplex.transports.server import BackgroundServer
 async def _client(port: int, turns: list[np.ndarray], gap_s: float, offset_s: float) -> dict[str, Any]:
     await asyncio.sleep(offset_s)
     out: dict[str, Any] = {"client_ms": [], "server_ms": [], "stalls": 0, "lag_ms": 0.0, "answers": 0, "errors": []}
-    async with websockets.connect(f"ws://127.0.0.1:{port}/ws?input_sample_rate=16000", max_size=2**22) as ws:
+    opening = time.monotonic()
+    # A session that loads its own models takes seconds to open on a busy machine.
+    url = f"ws://127.0.0.1:{port}/ws?input_sample_rate=16000"
+    async with websockets.connect(url, max_size=2**22, open_timeout=120) as ws:
         await ws.recv()  # session.created
+        out["open_ms"] = 1000 * (time.monotonic() - opening)
         speech_end: list[float] = []
         waiting = {"on": False}
 
@@ -147,6 +152,7 @@ def run_serve_bench(
                 "expected_answers": n * turns,
                 "session_stalls": sum(r["stalls"] for r in per),
                 "max_lag_ms": max(r["lag_ms"] for r in per),
+                "session_open_ms": percentiles([r["open_ms"] for r in per]),
                 "errors": [e for r in per for e in r["errors"]],
                 **ticks.summary(),
                 "server_memory_peak": peak.as_dict(),
@@ -156,8 +162,8 @@ def run_serve_bench(
         server.stop()
         runtime.close()
     rows = [
-        "| clients | answers | client latency p50 / p95 | server latency p50 / p95 | tick RTF p50 / p95 | ticks over budget | session stalls | real time | server RSS / USS peak | USS per session |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| clients | answers | client latency p50 / p95 | server latency p50 / p95 | tick RTF p50 / p95 | ticks over budget | session stalls | real time | session open max | server RSS / USS peak | USS per session |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in results.items():
         c, s, t, m = r["client_latency_ms"], r["server_latency_ms"], r["tick_rtf"], r["server_memory_peak"]
@@ -165,7 +171,8 @@ def run_serve_bench(
         rows.append(
             f"| {key} | {r['answers']}/{r['expected_answers']} | {c['p50']:.0f} / {c['p95']:.0f} ms "
             f"| {s['p50']:.0f} / {s['p95']:.0f} ms | {t['p50']:.2f} / {t['p95']:.2f} | {100 * r['overrun_share']:.1f} % "
-            f"| {r['session_stalls']} | {'yes' if held else 'no'} | {m['rss_mb']:.0f} / {m['uss_mb']:.0f} MB "
+            f"| {r['session_stalls']} | {'yes' if held else 'no'} | {r['session_open_ms']['max']:.0f} ms "
+            f"| {m['rss_mb']:.0f} / {m['uss_mb']:.0f} MB "
             f"| {r['uss_per_session_mb']:.0f} MB |"
         )
     rows.append(f"\nserver with no client (after a warm-up answer): RSS {idle.rss_mb:.0f} MB, USS {idle.uss_mb:.0f} MB")
