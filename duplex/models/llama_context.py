@@ -8,20 +8,20 @@ a copy of the weights. Here:
 
 * ``llama_weights`` leases the model of one GGUF file from ``shared_weights`` (one
   llama-cpp-python ``_internals.LlamaModel`` a file per process);
-* ``LlamaSessionContext`` is one holder's ``_internals.LlamaContext`` over it, with the
+* ``LlamaSessionContext`` is one holder's ``llama_context`` over it, with the
   part of ``Llama``'s interface the stages use (``eval``, ``input_ids``/``n_tokens``,
   ``reset``, ``tokenize``/``detokenize``, ``scores`` with ``logits_all``), set up with
   ``Llama``'s own context parameters, so a context computes what a ``Llama`` of the same
   settings computes.
 
 Closing a context frees its KV cache and buffers and releases its lease; the model is
-freed with the last lease. (llama-cpp-python also frees any context still open over a
-model before the model itself.)
+freed with the last lease, so never before a context over it.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,53 @@ class LlamaWeights:
     def close(self) -> None:
         """Free the weights (and any context still open over them)."""
         self.model.close()
+
+
+class _NativeContext:
+    """A ``llama_context`` over a model, with the calls the stages make on it (those of
+    llama-cpp-python's ``_internals.LlamaContext``, which would also register itself with
+    the model for good: one object more for every session a server ever opened)."""
+
+    def __init__(self, model: Any, params: Any) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self.ctx = llama_cpp.llama_init_from_model(model.model, params)
+        if self.ctx is None:
+            raise ValueError("llama_init_from_model returned no context")
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+
+    def decode(self, batch: Any) -> None:
+        code = self._lib.llama_decode(self.ctx, batch.batch)
+        if code != 0:
+            raise RuntimeError(f"llama_decode returned {code}")
+
+    def kv_cache_seq_rm(self, seq_id: int, p0: int, p1: int) -> bool:
+        return bool(self._lib.llama_memory_seq_rm(self.memory, max(seq_id, 0), p0, p1))
+
+    def kv_cache_seq_shift(self, seq_id: int, p0: int, p1: int, shift: int) -> None:
+        self._lib.llama_memory_seq_add(self.memory, seq_id, p0, p1, shift)
+
+    def kv_cache_clear(self) -> None:
+        if self.memory is not None:
+            self._lib.llama_memory_clear(self.memory, True)
+
+    def get_logits(self) -> Any:
+        return self._lib.llama_get_logits(self.ctx)
+
+    def get_logits_ith(self, i: int) -> Any:
+        return self._lib.llama_get_logits_ith(self.ctx, i)
+
+
+def _free(native: _NativeContext | None, batch: Any, lease: Lease[LlamaWeights]) -> None:
+    """Free a context's buffers, then give its weights back (in that order: llama.cpp
+    frees a context before its model)."""
+    if batch is not None:
+        batch.close()
+    if native is not None and native.ctx is not None:
+        native._lib.llama_free(native.ctx)
+        native.ctx = None
+    lease.release()
 
 
 def llama_weights(path: Path) -> Lease[LlamaWeights]:
@@ -159,12 +206,21 @@ class LlamaSessionContext:
             params.n_seq_max = min(self.n_batch, llama_cpp.llama_max_parallel_sequences())
             params.kv_unified = True
         self.context_params = params
+        native: _NativeContext | None = None
+        batch = None
         try:
-            self._ctx: Any = _internals.LlamaContext(model=self._model, params=params, verbose=False)
-            self._batch: Any = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=n_ctx, verbose=False)
+            native = _NativeContext(self._model, params)
+            batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=n_ctx, verbose=False)
         except (ValueError, RuntimeError) as exc:
-            self.close()
+            _free(native, batch, self._lease)
             raise BackendError(f"llama.cpp could not make a context of {n_ctx} tokens over {path}: {exc}") from exc
+        self._ctx: Any = native
+        self._batch: Any = batch
+        # Frees the context and releases the weights on ``close``, or when a holder that
+        # was never closed is collected (not at interpreter exit: a lane thread may still
+        # be decoding then).
+        self._finalizer = weakref.finalize(self, _free, native, batch, self._lease)
+        self._finalizer.atexit = False
         self._n_vocab = int(self._model.n_vocab())
         self._clear_on_reset = bool(
             llama_cpp.llama_model_is_recurrent(self._model.model) or llama_cpp.llama_model_is_hybrid(self._model.model)
@@ -220,7 +276,4 @@ class LlamaSessionContext:
 
     def close(self) -> None:
         """Free this context's KV cache and buffers and release the weights. Idempotent."""
-        for part in ("_batch", "_ctx"):
-            if hasattr(self, part):
-                getattr(self, part).close()
-        self._lease.release()
+        self._finalizer()
