@@ -35,6 +35,8 @@ from duplex.runtime.metrics import percentiles
 from duplex.runtime.runtime import Runtime
 from duplex.transports.server import BackgroundServer
 
+ANSWER_WAIT_S = 20.0
+
 
 async def _client(port: int, turns: list[np.ndarray], gap_s: float, offset_s: float) -> dict[str, Any]:
     await asyncio.sleep(offset_s)
@@ -79,6 +81,14 @@ async def _client(port: int, turns: list[np.ndarray], gap_s: float, offset_s: fl
                     speech_end.append(time.monotonic())
                     waiting["on"] = True
                 await asyncio.sleep(max(0.0, t0 + sent / 16000 - time.monotonic()))
+        # The last answer may still be playing: listen on (silence, in real time) until it
+        # is done, for at most ANSWER_WAIT_S, so an answer is not counted missing for that.
+        silence = float_to_pcm16(np.zeros(chunk, np.float32))
+        waited = time.monotonic() + ANSWER_WAIT_S
+        while out["answers"] < len(turns) and time.monotonic() < waited:
+            await ws.send(silence)
+            sent += chunk
+            await asyncio.sleep(max(0.0, t0 + sent / 16000 - time.monotonic()))
         await asyncio.sleep(1.0)
         rx.cancel()
     return out
