@@ -161,7 +161,9 @@ def test_contexts_opened_and_closed_again_and_again_leave_nothing_behind() -> No
             ctx = LlamaSessionContext(path, n_ctx=768, threads=1)
             ctx.eval(ctx.tokenize(b"Hello there, how are you?"))
             ctx.close()
-        assert _uss_mb() - before < 10.0
+        # One context's KV cache and buffers are ~20 MB: 40 kept would be ~800 MB. The
+        # bound leaves room for whatever else this test process does meanwhile.
+        assert _uss_mb() - before < 100.0
         assert shared_weights().holders()[hold.key] >= 1
     finally:
         hold.release()
