@@ -276,18 +276,28 @@ class CascadeSession:
         self.out_rate = config.audio.output_sample_rate
         self.frame = config.frame_samples
         self.out_frame = config.output_frame_samples
-        self.vad = stages.vad()
         self.asr = stages.asr()
         self.asr_partial = stages.asr_partial() if stages.asr_partial else self.asr
         self.eou = stages.eou() if stages.eou else None
         self.asr_second_look = stages.asr_second_look() if stages.asr_second_look and self.eou else None
         self._eou_from_llm = stages.eou_from_llm and self.eou is None
-        self.llm = stages.llm()
-        self.tts = stages.tts()
-        if self.vad.frame_samples != self.frame and self.frame % self.vad.frame_samples:
-            raise ValueError(
-                f"frame of {self.frame} samples is not a multiple of the VAD frame ({self.vad.frame_samples})"
-            )
+        # This session's own stages; the ones made so far are freed if a later one fails.
+        owned: list[Any] = []
+        try:
+            self.vad = stages.vad()
+            owned.append(self.vad)
+            self.llm = stages.llm()
+            owned.append(self.llm)
+            self.tts = stages.tts()
+            owned.append(self.tts)
+            if self.vad.frame_samples != self.frame and self.frame % self.vad.frame_samples:
+                raise ValueError(
+                    f"frame of {self.frame} samples is not a multiple of the VAD frame ({self.vad.frame_samples})"
+                )
+        except BaseException:
+            for stage in reversed(owned):
+                stage.close()
+            raise
         self.listen_lane = make_lane(f"{session_id}-listen")
         # Partials run on a lane of their own: a final never waits behind a partial.
         self.partial_lane = make_lane(f"{session_id}-partial", background=True)
