@@ -1,0 +1,150 @@
+"""An ASGI (Starlette / FastAPI) WebSocket seen through the surface the protocol code uses.
+
+The protocol classes (``NativeConnection``, ``RealtimeConnection``) and the plain
+server's per-connection handler were written against a ``websockets``
+``ServerConnection``, and they use a small part of it: ``send``, ``recv``,
+``close``, ``async for`` over incoming messages, ``request.path`` /
+``request.headers``, ``remote_address`` and ``subprotocol``, with
+``websockets.exceptions.ConnectionClosed`` raised once the peer is gone.
+``PeerSocket`` names that surface; ``AsgiSocket`` gives it to a Starlette
+WebSocket, so an ASGI ingress (Ray Serve's) runs the very same protocol code as
+``duplex serve`` instead of a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
+from websockets.frames import Close
+from websockets.http11 import Request
+
+log = logging.getLogger(__name__)
+
+Message = str | bytes
+
+
+class PeerSocket(Protocol):
+    """What the protocol code needs from a server-side WebSocket."""
+
+    @property
+    def request(self) -> Request | None: ...
+
+    @property
+    def remote_address(self) -> object: ...
+
+    @property
+    def subprotocol(self) -> str | None: ...
+
+    async def send(self, message: Message) -> None: ...
+
+    async def recv(self) -> Message: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[Message]: ...
+
+
+def request_of(scope_path: str, query_string: bytes, raw_headers: list[tuple[bytes, bytes]]) -> Request:
+    """The ``websockets`` request an ASGI scope describes (path with its query, headers)."""
+    path = scope_path + (f"?{query_string.decode('latin-1')}" if query_string else "")
+    headers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers])
+    return Request(path, headers)
+
+
+class AsgiSocket:
+    """A Starlette ``WebSocket`` with the ``websockets`` ``ServerConnection`` surface.
+
+    Args:
+        websocket: the ASGI WebSocket, not yet accepted; ``accept()`` opens it,
+            as the handshake has already happened when ``websockets`` calls a handler.
+    """
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+        scope = websocket.scope
+        self._request = request_of(scope.get("path", "/"), scope.get("query_string", b""), scope.get("headers", []))
+        client = websocket.client
+        self._remote = (client.host, client.port) if client is not None else None
+        self._subprotocol: str | None = None
+        self._close: Close | None = None  # the close frame received from the client, once it has gone
+
+    @property
+    def request(self) -> Request:
+        return self._request
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None:
+        return self._remote
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._subprotocol
+
+    @property
+    def open(self) -> bool:
+        return (
+            self._close is None
+            and self._ws.client_state == WebSocketState.CONNECTED
+            and self._ws.application_state == WebSocketState.CONNECTED
+        )
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        """Complete the handshake (choosing ``subprotocol``, if any, of the client's offers)."""
+        self._subprotocol = subprotocol
+        await self._ws.accept(subprotocol=subprotocol)
+
+    def _closed(self) -> ConnectionClosedOK | ConnectionClosedError:
+        rcvd = self._close
+        if rcvd is not None and rcvd.code in (1000, 1001):
+            return ConnectionClosedOK(rcvd, None)
+        return ConnectionClosedError(rcvd, None)
+
+    async def send(self, message: Message) -> None:
+        """Send a text (str) or binary (bytes) message; ``ConnectionClosed`` once the peer is gone."""
+        if not self.open:
+            raise self._closed()
+        try:
+            if isinstance(message, str):
+                await self._ws.send_text(message)
+            else:
+                await self._ws.send_bytes(message)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            # Starlette raises RuntimeError for a send after close, the server OSError for a lost peer.
+            if self._close is None:
+                self._close = Close(getattr(exc, "code", 1006), "")
+            raise self._closed() from exc
+
+    async def recv(self) -> Message:
+        """The next message from the client; ``ConnectionClosed`` when it has gone."""
+        if self._close is not None:
+            raise self._closed()
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            self._close = Close(int(message.get("code", 1000)), str(message.get("reason") or ""))
+            raise self._closed()
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        return bytes(message.get("bytes") or b"")
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        """Messages until the client closes (cleanly: the loop ends; abnormally: it raises)."""
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosedOK:
+                return
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code`` and ``reason``; nothing happens if it is already closed."""
+        if self._ws.application_state == WebSocketState.DISCONNECTED or self._close is not None:
+            return
+        try:
+            await self._ws.close(code, reason)
+        except (RuntimeError, OSError) as exc:
+            log.debug("close after the peer left: %s", exc)
