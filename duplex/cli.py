@@ -30,6 +30,17 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_ray_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray Serve (pip install 'duplex[ray]'; docs/deploy.md)")
+    g.add_argument("--replicas", type=int, default=None, help="serve on Ray Serve with N replicas, one engine each")
+    g.add_argument("--min-replicas", type=int, default=None, help="autoscaling: fewest replicas (default 1)")
+    g.add_argument("--max-replicas", type=int, default=None, help="autoscaling: most replicas (scales on open sessions)")
+    g.add_argument("--sessions-per-replica", type=int, default=None, help="engine.max_sessions of each replica (default: the profile's)")
+    g.add_argument("--cpus-per-replica", type=float, default=None, help="CPUs each replica reserves (default 1)")
+    g.add_argument("--gpus-per-replica", type=float, default=None, help="GPUs each replica reserves (codec LM: 1)")
+    g.add_argument("--address", default=None, help="join this Ray cluster (e.g. 10.0.0.5:6379 or auto) instead of starting one")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -89,6 +100,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.replicas is not None or args.max_replicas is not None:
+        return _cmd_serve_ray(args)
     from duplex.config import load_config
     from duplex.runtime.runtime import Runtime
     from duplex.transports.access import is_loopback
@@ -114,6 +127,38 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     print("duplex: stopped", flush=True)
+    return 0
+
+
+def _cmd_serve_ray(args: argparse.Namespace) -> int:
+    try:
+        from duplex.transports import ray_serve
+    except ImportError as exc:
+        raise DuplexError(f"--replicas needs Ray Serve ({exc}); install it with: pip install 'duplex[ray]'") from exc
+    import time
+
+    try:
+        options = ray_serve.options_from(
+            replicas=args.replicas, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+            cpus_per_replica=args.cpus_per_replica, gpus_per_replica=args.gpus_per_replica,
+            host=args.host, port=args.port, address=args.address,
+        )
+    except ValueError as exc:
+        raise DuplexError(str(exc)) from exc
+    config = ray_serve.replica_config(args.config, args.overrides, args.sessions_per_replica)
+    ray_serve.start(config, options)
+    scale = f"{options.min_replicas or 1}-{options.max_replicas}" if options.max_replicas else str(options.replicas)
+    print(
+        f"duplex on Ray Serve: {scale} replicas of {config.name}, {config.engine.max_sessions} sessions each, "
+        f"on http://{args.host}:{args.port}/  (native: /ws, OpenAI Realtime: /v1/realtime); Ctrl-C ends"
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ray_serve.stop()
     return 0
 
 
@@ -257,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve https/wss")
     p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     _add_config_args(p)
+    _add_ray_args(p)
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("models", help="model weights: check that every manifest's file is installed")

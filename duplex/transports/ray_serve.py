@@ -34,7 +34,6 @@ from typing import Any, cast
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import Response
 from ray import serve
-from ray.serve.config import RequestRouterConfig
 from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, RunningReplica
 from starlette.requests import Request as HttpRequest
 from websockets.asyncio.server import ServerConnection
@@ -175,15 +174,14 @@ def build_app(config: Config, options: RayServeOptions) -> Any:
     else:
         scaling = {"num_replicas": options.replicas}
     deployment = serve.deployment(
-        DuplexReplica,
         name=DEPLOYMENT_NAME,
         # One more than the engine holds: that request is told "busy" by the engine itself.
         max_ongoing_requests=capacity + 1,
         ray_actor_options={"num_cpus": options.cpus_per_replica, "num_gpus": options.gpus_per_replica},
-        request_router_config=RequestRouterConfig(request_router_class=LeastLoadedRouter),
+        request_router_config={"request_router_class": LeastLoadedRouter},
         health_check_period_s=5,
         **scaling,
-    )
+    )(DuplexReplica)
     return deployment.bind(config)
 
 
@@ -216,7 +214,7 @@ def running_replicas() -> int:
     if app is None:
         return 0
     counts = app.deployments[DEPLOYMENT_NAME].replica_states
-    return int(counts.get("RUNNING", 0))
+    return sum(n for state, n in counts.items() if state == "RUNNING")
 
 
 def stop() -> None:
