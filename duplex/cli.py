@@ -195,6 +195,8 @@ def _device(value: str | None) -> int | str | None:
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
     if args.soak is not None:
         return _cmd_bench_serve_soak(args)
+    if args.via == "ray":
+        return _cmd_bench_serve_ray(args)
     from duplex.bench.serve import run_serve_bench
 
     report = run_serve_bench(args.clients, turns=args.turns, config_name=args.config, overrides=args.overrides, out=Path(args.out) if args.out else None)
@@ -224,6 +226,22 @@ def _cmd_bench_serve_soak(args: argparse.Namespace) -> int:
             print(f"- {f}")
     if out:
         print(f"\nwrote {out}")
+    return 0
+
+
+def _cmd_bench_serve_ray(args: argparse.Namespace) -> int:
+    from duplex.bench.serve_ray import run_serve_bench_via_ray
+
+    try:
+        report = run_serve_bench_via_ray(
+            args.clients, turns=args.turns, config_name=args.config, overrides=args.overrides,
+            replicas=args.replicas, out=Path(args.out) if args.out else None,
+        )
+    except ValueError as exc:
+        raise DuplexError(str(exc)) from exc
+    print(report["table"])
+    if args.out:
+        print(f"\nwrote {args.out}")
     return 0
 
 
@@ -345,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
         "client keeps talking (scripted profile unless --config): RSS, threads, files, latency, /healthz",
     )
     b.add_argument("--out", default="out/bench/serve.json")
+    b.add_argument("--via", choices=["direct", "ray"], default="direct", help="ray: the same clients direct, then through Ray Serve")
+    b.add_argument("--replicas", type=int, default=2, help="with --via ray: replicas of the Serve application")
     _add_config_args(b)
     b.set_defaults(func=_cmd_bench_serve)
 
