@@ -34,6 +34,7 @@ from typing import Any, cast
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import Response
 from ray import serve
+from ray.serve import Application, Deployment
 from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, RunningReplica
 from starlette.requests import Request as HttpRequest
 from websockets.asyncio.server import ServerConnection
@@ -157,8 +158,8 @@ def replica_config(config_name: str | None, overrides: list[str] | None, session
     return load_config(config_name, list(overrides or []) + extra)
 
 
-def build_app(config: Config, options: RayServeOptions) -> Any:
-    """The Serve application: the ``duplex`` deployment bound to ``config``."""
+def deployment_of(config: Config, options: RayServeOptions) -> Deployment:
+    """The ``duplex`` deployment: capacity from the engine, placement and scaling from ``options``."""
     capacity = config.engine.max_sessions
     scaling: dict[str, Any]
     if options.max_replicas is not None:
@@ -182,7 +183,40 @@ def build_app(config: Config, options: RayServeOptions) -> Any:
         health_check_period_s=5,
         **scaling,
     )(DuplexReplica)
-    return deployment.bind(config)
+    return deployment
+
+
+def build_app(config: Config, options: RayServeOptions) -> Application:
+    """The Serve application: the ``duplex`` deployment bound to ``config``."""
+    return deployment_of(config, options).bind(config)
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """The application from a Serve config file (KubeRay ``serveConfigV2``, ``serve deploy``); see ``app_args``."""
+    return build_app(*app_args(args))
+
+
+def app_args(args: dict[str, Any]) -> tuple[Config, RayServeOptions]:
+    """The profile and options a Serve config file's ``args`` name (KubeRay ``serveConfigV2``, ``serve deploy``).
+
+    ``import_path: duplex.transports.ray_serve:app_builder`` with ``args``: ``config``
+    (profile name or path), ``set`` (a list of ``KEY=VALUE`` overrides),
+    ``sessions_per_replica``, ``replicas`` or ``min_replicas`` / ``max_replicas``,
+    ``cpus_per_replica``, ``gpus_per_replica``: the options of ``duplex serve --replicas``.
+    Keep ``max_ongoing_requests`` out of the file's ``deployments`` section: it follows
+    the engine's sessions here.
+    """
+    known = {"config", "set", "sessions_per_replica", "replicas", "min_replicas", "max_replicas", "cpus_per_replica", "gpus_per_replica"}
+    unknown = set(args) - known
+    if unknown:
+        raise ValueError(f"unknown duplex application args {sorted(unknown)}; known: {sorted(known)}")
+    overrides = args.get("set") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ValueError("args.set must be a list of 'key=value' strings, e.g. ['engine.max_sessions=16']")
+    sessions = args.get("sessions_per_replica")
+    config = replica_config(args.get("config"), overrides, int(sessions) if sessions is not None else None)
+    options = options_from(**{k: args.get(k) for k in known - {"config", "set", "sessions_per_replica"}})
+    return config, options
 
 
 def start(config: Config, options: RayServeOptions, wait_s: float = 300.0) -> None:
