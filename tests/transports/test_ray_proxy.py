@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 from duplex.transports.ray_proxy import ReconnectOnReplicaLoss
@@ -22,10 +23,9 @@ def _run(app, scope_type: str = "websocket", client_messages=None) -> list[dict]
         sent.append(message)
 
     async def main():
-        try:
+        # A replica's death reaches the proxy as an error; the middleware re-raises it.
+        with contextlib.suppress(RuntimeError):
             await ReconnectOnReplicaLoss(app)({"type": scope_type, "path": "/ws"}, receive, send)
-        except RuntimeError:  # a replica's death reaches the proxy as an error; it is re-raised
-            pass
 
     asyncio.run(main())
     return sent
