@@ -90,6 +90,13 @@ class LeastLoadedRouter(FIFOMixin, RequestRouter):
     one has room. Here a client reaches a full replica only when all are full.
     """
 
+    def initialize_state(self, **kwargs: Any) -> None:
+        # Ask every replica for its count at each connection instead of trusting the
+        # router's cache: an entry expires after 10 s and Serve then prefers any replica
+        # still cached, full or not. A probe costs one RPC per replica per new session.
+        if hasattr(self, "_use_replica_queue_len_cache"):
+            self._use_replica_queue_len_cache = False
+
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
     ) -> list[list[RunningReplica]]:
