@@ -135,6 +135,7 @@ def _cmd_serve_ray(args: argparse.Namespace) -> int:
         from duplex.transports import ray_serve
     except ImportError as exc:
         raise DuplexError(f"--replicas needs Ray Serve ({exc}); install it with: pip install 'duplex[ray]'") from exc
+    import signal
     import time
 
     try:
@@ -152,6 +153,10 @@ def _cmd_serve_ray(args: argparse.Namespace) -> int:
         f"duplex on Ray Serve: {scale} replicas of {config.name}, {config.engine.max_sessions} sessions each, "
         f"on http://{args.host}:{args.port}/  (native: /ws, OpenAI Realtime: /v1/realtime); Ctrl-C ends"
     )
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a service manager) ends the application as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(3600)

@@ -12,6 +12,7 @@ import base64
 import json
 import shutil
 import socket
+import urllib.error
 import urllib.request
 from pathlib import Path
 
