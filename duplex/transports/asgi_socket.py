@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
@@ -92,6 +93,16 @@ class AsgiSocket:
             and self._ws.client_state == WebSocketState.CONNECTED
             and self._ws.application_state == WebSocketState.CONNECTED
         )
+
+    async def refuse(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Answer the handshake with an HTTP response (as ``websockets``' ``process_request``
+        does) where the ASGI server supports it, otherwise close before accepting (HTTP 403)."""
+        if "websocket.http.response" in self._ws.scope.get("extensions", {}):
+            kept = {k: v for k, v in headers if k.lower() != "content-length"}
+            await self._ws.send_denial_response(Response(body, status_code=status, headers=kept))
+        else:
+            await self._ws.close(1008, body.decode("utf-8", "replace")[:120])
+        self._close = Close(1008, "refused")
 
     async def accept(self, subprotocol: str | None = None) -> None:
         """Complete the handshake (choosing ``subprotocol``, if any, of the client's offers)."""

@@ -24,7 +24,6 @@ starts a new replica. See docs/deploy.md.
 
 # No ``from __future__ import annotations``: FastAPI reads the route parameters' types at run time.
 import dataclasses
-import http
 import logging
 import os
 import time
@@ -129,8 +128,8 @@ class DuplexReplica:
         sock = AsgiSocket(websocket)
         conn = cast(ServerConnection, sock)  # the surface it uses: asgi_socket.PeerSocket
         refusal = self.server._process_request(conn, sock.request)
-        if refusal is not None:
-            await sock.close(1008 if refusal.status_code != http.HTTPStatus.NOT_FOUND else 1000, refusal.reason_phrase)
+        if refusal is not None:  # not an endpoint, or refused by the server's checks
+            await sock.refuse(refusal.status_code, list(refusal.headers.raw_items()), bytes(refusal.body or b""))
             return
         await sock.accept()
         try:
