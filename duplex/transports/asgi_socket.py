@@ -14,6 +14,7 @@ WebSocket, so an ASGI ingress (Ray Serve's) runs the very same protocol code as
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -73,6 +74,10 @@ class AsgiSocket:
         self._remote = (client.host, client.port) if client is not None else None
         self._subprotocol: str | None = None
         self._close: Close | None = None  # the close frame received from the client, once it has gone
+        # For the server's idle and slow-reader bounds: when the client last sent a
+        # message, and since when a send has been blocked (None: no send in progress).
+        self.last_message = time.monotonic()
+        self.sending_since: float | None = None
 
     @property
     def request(self) -> Request:
@@ -119,6 +124,7 @@ class AsgiSocket:
         """Send a text (str) or binary (bytes) message; ``ConnectionClosed`` once the peer is gone."""
         if not self.open:
             raise self._closed()
+        self.sending_since = time.monotonic()
         try:
             if isinstance(message, str):
                 await self._ws.send_text(message)
@@ -129,6 +135,8 @@ class AsgiSocket:
             if self._close is None:
                 self._close = Close(getattr(exc, "code", 1006), "")
             raise self._closed() from exc
+        finally:
+            self.sending_since = None
 
     async def recv(self) -> Message:
         """The next message from the client; ``ConnectionClosed`` when it has gone."""
@@ -138,6 +146,7 @@ class AsgiSocket:
         if message["type"] == "websocket.disconnect":
             self._close = Close(int(message.get("code", 1000)), str(message.get("reason") or ""))
             raise self._closed()
+        self.last_message = time.monotonic()
         text = message.get("text")
         if text is not None:
             return str(text)
