@@ -4,7 +4,7 @@ Each replica of the ``duplex`` deployment is one engine process: it builds one
 ``Runtime`` from the profile and serves the same paths as ``duplex serve``
 (``/`` page, ``/ws`` native, ``/v1/realtime`` OpenAI subset, ``/healthz``)
 through the plain server's own per-request code (``DuplexServer``), reached
-through an ASGI WebSocket adapter (``duplex.transports.asgi_socket``). A
+through ``duplex.transports.asgi`` (and its WebSocket adapter, ``asgi_socket``). A
 WebSocket stays on the replica that accepted it for its whole life.
 
 Capacity lives in the engine: a replica takes ``engine.max_sessions`` sessions.
@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import Response
@@ -36,11 +36,10 @@ from ray import serve
 from ray.serve import Application, Deployment
 from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, RunningReplica
 from starlette.requests import Request as HttpRequest
-from websockets.asyncio.server import ServerConnection
 
 from duplex.config import Config, load_config
 from duplex.runtime.runtime import Runtime
-from duplex.transports.asgi_socket import AsgiSocket, request_of
+from duplex.transports.asgi import handle_http, handle_websocket
 from duplex.transports.ray_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from duplex.transports.server import DuplexServer
 
@@ -102,12 +101,6 @@ class LeastLoadedRouter(FIFOMixin, RequestRouter):
         return [candidate_replicas] if candidate_replicas else []
 
 
-def _http_response(reply: Any) -> Response:
-    """A ``websockets`` HTTP response as a Starlette one."""
-    headers = {k: v for k, v in reply.headers.raw_items() if k.lower() != "content-length"}
-    return Response(content=reply.body, status_code=reply.status_code, headers=headers)
-
-
 api = FastAPI(title="duplex", docs_url=None, redoc_url=None, openapi_url=None)
 
 
@@ -125,26 +118,11 @@ class DuplexReplica:
 
     @api.websocket("/{path:path}")
     async def websocket(self, websocket: WebSocket, path: str) -> None:
-        sock = AsgiSocket(websocket)
-        conn = cast(ServerConnection, sock)  # the surface it uses: asgi_socket.PeerSocket
-        refusal = self.server._process_request(conn, sock.request)
-        if refusal is not None:  # not an endpoint, or refused by the server's checks
-            await sock.refuse(refusal.status_code, list(refusal.headers.raw_items()), bytes(refusal.body or b""))
-            return
-        await sock.accept()
-        try:
-            await self.server._handler(conn)
-        finally:
-            await sock.close(1000, "")
+        await handle_websocket(self.server, websocket)
 
     @api.get("/{path:path}")
     async def page(self, request: HttpRequest, path: str) -> Response:
-        scope = request.scope
-        req = request_of(scope.get("path", "/"), scope.get("query_string", b""), scope.get("headers", []))
-        reply = self.server._process_request(cast(ServerConnection, None), req)
-        if reply is None:  # an upgrade header on a plain GET: nothing to upgrade to here
-            return Response(b"use a WebSocket client for /ws and /v1/realtime\n", status_code=426)
-        return _http_response(reply)
+        return await handle_http(self.server, request)
 
     def check_health(self) -> None:
         """Serve's periodic health check: a replica whose engine clock died is restarted."""
