@@ -108,12 +108,12 @@ api = FastAPI(title="duplex", docs_url=None, redoc_url=None, openapi_url=None)
 class DuplexReplica:
     """One engine process: a ``Runtime`` and the plain server's request handling around it."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, host: str = "127.0.0.1") -> None:
         self.runtime = Runtime(config, clock="realtime")
         # Never started: its per-request code (paths, pages, health, protocols, the
         # "engine is full" answer) serves this ingress, so there is one implementation.
-        self.server = DuplexServer(self.runtime)
-        self.started = time.time()
+        # ``host`` is where Serve's proxy listens: the server's access rules depend on it.
+        self.server = DuplexServer(self.runtime, host=host)
         log.info("replica ready (pid %d): %s, %d sessions", os.getpid(), config.name, config.engine.max_sessions)
 
     @api.websocket("/{path:path}")
@@ -172,7 +172,7 @@ def deployment_of(config: Config, options: RayServeOptions) -> Deployment:
 
 def build_app(config: Config, options: RayServeOptions) -> Application:
     """The Serve application: the ``duplex`` deployment bound to ``config``."""
-    return deployment_of(config, options).bind(config)
+    return deployment_of(config, options).bind(config, options.host)
 
 
 def app_builder(args: dict[str, Any]) -> Application:
