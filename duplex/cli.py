@@ -11,9 +11,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from duplex.bench.speech import USER_VOICES
 from duplex.errors import ConfigError, DuplexError
+
+if TYPE_CHECKING:
+    from duplex.config import Config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -99,15 +103,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    if args.replicas is not None or args.max_replicas is not None:
-        return _cmd_serve_ray(args)
-    from duplex.config import load_config
-    from duplex.runtime.runtime import Runtime
+def _serve_token(args: argparse.Namespace, config: Config) -> str:
+    """The token clients must present (``--token-file`` or ``server.token_env``); "" for
+    none, which only a loopback address may serve."""
     from duplex.transports.access import is_loopback
-    from duplex.transports.server import run_server
 
-    config = load_config(args.config, args.overrides)
     token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get(config.server.token_env, "")
     if not token and not is_loopback(args.host):
         raise ConfigError(
@@ -115,6 +115,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"use the agent. Set one (--token-file PATH or the {config.server.token_env} "
             "environment variable), or listen on 127.0.0.1"
         )
+    return token
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.replicas is not None or args.max_replicas is not None:
+        return _cmd_serve_ray(args)
+    from duplex.config import load_config
+    from duplex.runtime.runtime import Runtime
+    from duplex.transports.server import run_server
+
+    config = load_config(args.config, args.overrides)
+    token = _serve_token(args, config)
     runtime = Runtime(config, clock="realtime")
     scheme = "https" if args.tls_cert else "http"
     print(
@@ -147,11 +159,15 @@ def _cmd_serve_ray(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise DuplexError(str(exc)) from exc
     config = ray_serve.replica_config(args.config, args.overrides, args.sessions_per_replica)
-    ray_serve.start(config, options)
+    token = _serve_token(args, config)
+    if args.tls_cert or args.tls_key:
+        raise DuplexError("--replicas serves through Ray Serve's proxy, which terminates no TLS here: put TLS in front of it (docs/deploy.md)")
+    ray_serve.start(config, options, token=token)
     scale = f"{options.min_replicas or 1}-{options.max_replicas}" if options.max_replicas else str(options.replicas)
     print(
         f"duplex on Ray Serve: {scale} replicas of {config.name}, {config.engine.max_sessions} sessions each, "
-        f"on http://{args.host}:{args.port}/  (native: /ws, OpenAI Realtime: /v1/realtime); Ctrl-C ends"
+        f"on http://{args.host}:{args.port}/  (native: /ws, OpenAI Realtime: /v1/realtime)"
+        + ("; a token is required" if token else "; no token (loopback only)") + "; Ctrl-C ends"
     )
     def _interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM (a service manager) ends the application as Ctrl-C does

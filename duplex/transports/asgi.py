@@ -18,20 +18,25 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from websockets.asyncio.server import ServerConnection
+from websockets.typing import Subprotocol
 
+from duplex.transports.access import offered_subprotocols
 from duplex.transports.asgi_socket import AsgiSocket, request_of
-from duplex.transports.server import DuplexServer
+from duplex.transports.server import DuplexServer, select_subprotocol
 
 
 async def handle_websocket(server: DuplexServer, websocket: WebSocket) -> None:
-    """One WebSocket, start to end: the server's checks, then its per-connection handler."""
+    """One WebSocket, start to end: the server's checks (access: Host, Origin, token;
+    per-address admission), its subprotocol choice, then its per-connection handler
+    (capacity, protocols, the bounds of ``limits``)."""
     sock = AsgiSocket(websocket)
     conn = cast(ServerConnection, sock)  # the surface the server uses: asgi_socket.PeerSocket
     refusal = server._process_request(conn, sock.request)
     if refusal is not None:  # not an endpoint, or refused by the server's checks
         await sock.refuse(refusal.status_code, list(refusal.headers.raw_items()), bytes(refusal.body or b""))
         return
-    await sock.accept()
+    # The server's choice: never the token subprotocol a browser authenticates with.
+    await sock.accept(select_subprotocol(conn, [Subprotocol(p) for p in offered_subprotocols(sock.request.headers)]))
     try:
         await server._handler(conn)
     finally:

@@ -7,16 +7,18 @@ server's per-connection handler were written against a ``websockets``
 ``request.headers``, ``remote_address`` and ``subprotocol``, with
 ``websockets.exceptions.ConnectionClosed`` raised once the peer is gone.
 ``PeerSocket`` names that surface; ``AsgiSocket`` gives it to a Starlette
-WebSocket, so an ASGI ingress (Ray Serve's) runs the very same protocol code as
-``duplex serve`` instead of a copy.
+WebSocket, with what the server's bounds read (``limits.GuardedSocket``: the
+client's last message, a blocked send, ``abort``), so an ASGI ingress (Ray
+Serve's) runs the very same protocol code as ``duplex serve`` instead of a copy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol, TypeVar
 
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -28,6 +30,7 @@ from websockets.http11 import Request
 log = logging.getLogger(__name__)
 
 Message = str | bytes
+T = TypeVar("T")
 
 
 class PeerSocket(Protocol):
@@ -47,6 +50,8 @@ class PeerSocket(Protocol):
     async def recv(self) -> Message: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    def abort(self) -> None: ...
 
     def __aiter__(self) -> AsyncIterator[Message]: ...
 
@@ -78,6 +83,8 @@ class AsgiSocket:
         # message, and since when a send has been blocked (None: no send in progress).
         self.last_message = time.monotonic()
         self.sending_since: float | None = None
+        self._pending: set[asyncio.Future[Any]] = set()  # receives and sends in progress
+        self._aborted = False
 
     @property
     def request(self) -> Request:
@@ -120,6 +127,31 @@ class AsgiSocket:
             return ConnectionClosedOK(rcvd, None)
         return ConnectionClosedError(rcvd, None)
 
+    def abort(self) -> None:
+        """Drop the connection at once (a close frame could not go out): the receive or
+        send in progress raises ``ConnectionClosed``, as on a ``websockets`` connection
+        whose transport is aborted. ASGI cannot drop the socket itself: the ASGI server
+        does when the application returns."""
+        self._aborted = True
+        if self._close is None:
+            self._close = Close(1006, "aborted")
+        for io in list(self._pending):
+            io.cancel()
+
+    async def _io(self, operation: Awaitable[T]) -> T:
+        """``operation`` (a receive or send), cut short by ``abort``."""
+        task: asyncio.Future[T] = asyncio.ensure_future(operation)
+        self._pending.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._aborted and (current is None or current.cancelling() == 0):
+                raise self._closed() from None
+            raise
+        finally:
+            self._pending.discard(task)
+
     async def send(self, message: Message) -> None:
         """Send a text (str) or binary (bytes) message; ``ConnectionClosed`` once the peer is gone."""
         if not self.open:
@@ -127,9 +159,9 @@ class AsgiSocket:
         self.sending_since = time.monotonic()
         try:
             if isinstance(message, str):
-                await self._ws.send_text(message)
+                await self._io(self._ws.send_text(message))
             else:
-                await self._ws.send_bytes(message)
+                await self._io(self._ws.send_bytes(message))
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             # Starlette raises RuntimeError for a send after close, the server OSError for a lost peer.
             if self._close is None:
@@ -142,7 +174,7 @@ class AsgiSocket:
         """The next message from the client; ``ConnectionClosed`` when it has gone."""
         if self._close is not None:
             raise self._closed()
-        message = await self._ws.receive()
+        message = await self._io(self._ws.receive())
         if message["type"] == "websocket.disconnect":
             self._close = Close(int(message.get("code", 1000)), str(message.get("reason") or ""))
             raise self._closed()

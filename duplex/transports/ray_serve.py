@@ -108,12 +108,17 @@ api = FastAPI(title="duplex", docs_url=None, redoc_url=None, openapi_url=None)
 class DuplexReplica:
     """One engine process: a ``Runtime`` and the plain server's request handling around it."""
 
-    def __init__(self, config: Config, host: str = "127.0.0.1") -> None:
+    def __init__(self, config: Config, host: str = "127.0.0.1", token: str | None = None) -> None:
+        # ``token`` None: the replica's own ``server.token_env`` variable (a Serve config
+        # file's deployment, e.g. a KubeRay secret in the environment).
+        if token is None:
+            token = os.environ.get(config.server.token_env, "")
         self.runtime = Runtime(config, clock="realtime")
-        # Never started: its per-request code (paths, pages, health, protocols, the
-        # "engine is full" answer) serves this ingress, so there is one implementation.
-        # ``host`` is where Serve's proxy listens: the server's access rules depend on it.
-        self.server = DuplexServer(self.runtime, host=host)
+        # Never started: its per-request code (paths, pages, health, access, admission,
+        # protocols, bounds, the "engine is full" answer) serves this ingress, so there is
+        # one implementation. ``host`` is where Serve's proxy listens: the access rules
+        # depend on it.
+        self.server = DuplexServer(self.runtime, host=host, token=token, config=config.server)
         log.info("replica ready (pid %d): %s, %d sessions", os.getpid(), config.name, config.engine.max_sessions)
 
     @api.websocket("/{path:path}")
@@ -170,9 +175,10 @@ def deployment_of(config: Config, options: RayServeOptions) -> Deployment:
     return deployment
 
 
-def build_app(config: Config, options: RayServeOptions) -> Application:
-    """The Serve application: the ``duplex`` deployment bound to ``config``."""
-    return deployment_of(config, options).bind(config, options.host)
+def build_app(config: Config, options: RayServeOptions, token: str | None = None) -> Application:
+    """The Serve application: the ``duplex`` deployment bound to ``config`` and ``token``
+    (None: each replica reads ``config.server.token_env`` from its environment)."""
+    return deployment_of(config, options).bind(config, options.host, token)
 
 
 def app_builder(args: dict[str, Any]) -> Application:
@@ -186,11 +192,13 @@ def app_args(args: dict[str, Any]) -> tuple[Config, RayServeOptions]:
     ``import_path: duplex.transports.ray_serve:app_builder`` with ``args``: ``config``
     (profile name or path), ``set`` (a list of ``KEY=VALUE`` overrides),
     ``sessions_per_replica``, ``replicas`` or ``min_replicas`` / ``max_replicas``,
-    ``cpus_per_replica``, ``gpus_per_replica``: the options of ``duplex serve --replicas``.
+    ``cpus_per_replica``, ``gpus_per_replica``, ``host`` (as the file's ``http_options``:
+    the replicas' access rules follow it): the options of ``duplex serve --replicas``.
+    The token is each replica's ``server.token_env`` variable (``DUPLEX_TOKEN``).
     Keep ``max_ongoing_requests`` out of the file's ``deployments`` section: it follows
     the engine's sessions here.
     """
-    known = {"config", "set", "sessions_per_replica", "replicas", "min_replicas", "max_replicas", "cpus_per_replica", "gpus_per_replica"}
+    known = {"config", "set", "sessions_per_replica", "replicas", "min_replicas", "max_replicas", "cpus_per_replica", "gpus_per_replica", "host"}
     unknown = set(args) - known
     if unknown:
         raise ValueError(f"unknown duplex application args {sorted(unknown)}; known: {sorted(known)}")
@@ -203,8 +211,9 @@ def app_args(args: dict[str, Any]) -> tuple[Config, RayServeOptions]:
     return config, options
 
 
-def start(config: Config, options: RayServeOptions, wait_s: float = 300.0) -> None:
-    """Join (or start) a Ray cluster, start Serve's proxy and deploy the application.
+def start(config: Config, options: RayServeOptions, wait_s: float = 300.0, token: str = "") -> None:
+    """Join (or start) a Ray cluster, start Serve's proxy and deploy the application
+    (``token``: what clients must present, as ``DuplexServer``'s; see ``build_app``).
 
     Raises:
         RuntimeError: the deployment did not become healthy in ``wait_s``.
@@ -218,7 +227,7 @@ def start(config: Config, options: RayServeOptions, wait_s: float = 300.0) -> No
             kwargs["num_cpus"] = options.num_cpus
         ray.init(address=options.address, **kwargs)
     serve.start(http_options={"host": options.host, "port": options.port})
-    serve.run(build_app(config, options), name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(build_app(config, options, token), name=APP_NAME, route_prefix="/", blocking=False)
     deadline = time.monotonic() + wait_s
     while serve.status().applications[APP_NAME].status != "RUNNING":
         if time.monotonic() > deadline:

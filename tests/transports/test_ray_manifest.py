@@ -39,6 +39,7 @@ def test_the_serve_config_is_valid_and_builds_one_gpu_replica_per_32_sessions():
     assert deployment.max_ongoing_requests == 33  # the engine's sessions and the one told "busy"
     assert deployment.ray_actor_options["num_gpus"] == 1
     assert options.max_replicas == 8
+    assert options.host == "0.0.0.0"  # the replicas' access rules: not loopback, so a token is required
 
 
 def test_every_pod_runs_the_proxy_middleware_and_the_image_matches_ray():
@@ -46,7 +47,7 @@ def test_every_pod_runs_the_proxy_middleware_and_the_image_matches_ray():
     pods = [cluster["headGroupSpec"]] + cluster["workerGroupSpecs"]
     for pod in pods:
         (container,) = pod["template"]["spec"]["containers"]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {e["name"]: e.get("value") or e.get("valueFrom") for e in container["env"]}
         assert env[PROXY_CALLBACK_ENV] == PROXY_CALLBACK
         assert f"ray{cluster['rayVersion']}" in container["image"]
     assert proxy_middlewares()  # the callback Serve's proxy imports
@@ -55,6 +56,10 @@ def test_every_pod_runs_the_proxy_middleware_and_the_image_matches_ray():
     gpu_workers = cluster["workerGroupSpecs"][0]
     assert gpu_workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert gpu_workers["maxReplicas"] >= 8  # a pod per GPU replica at the autoscaling bound
+    # The replicas run on the workers and read the clients' token there, from a Secret.
+    (worker,) = gpu_workers["template"]["spec"]["containers"]
+    token = {e["name"]: e for e in worker["env"]}["DUPLEX_TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "duplex-token", "key": "token"}
 
 
 def test_bad_application_args_say_what_is_known():

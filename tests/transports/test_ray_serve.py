@@ -1,8 +1,8 @@
 """``duplex serve --replicas``: the runtime on Ray Serve, on 127.0.0.1, with the scripted
 profile (no weights) and one session per replica, so capacity is reached with 2 clients.
 
-One Ray cluster (2 CPUs, no dashboard) and one 2-replica application serve the whole
-module; the test that kills a replica runs last and waits for Serve to bring it back.
+One Ray cluster (2 CPUs, no dashboard) and one 2-replica application, which requires a
+token as ``duplex serve --token-file`` does, serve the whole module; the test that kills a replica runs last and waits for Serve to bring it back.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from conftest import silence, tone
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
+TOKEN = "ray-test-token"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 QUESTION = np.concatenate([silence(0.3), tone(1.0), silence(4.0)])
 
 
@@ -44,7 +46,7 @@ def ray_app():
     port = _free_port()
     config = ray_serve.replica_config("scripted", [], sessions_per_replica=1)
     options = ray_serve.RayServeOptions(replicas=2, cpus_per_replica=0.5, port=port, num_cpus=2)
-    ray_serve.start(config, options, wait_s=180)
+    ray_serve.start(config, options, wait_s=180, token=TOKEN)
     yield f"127.0.0.1:{port}"
     ray_serve.stop()
     ray.shutdown()
@@ -78,7 +80,7 @@ async def _spoken_turn(ws, timeout_s: float = 20.0) -> dict[str, object]:
 
 
 def _connect(addr: str):
-    return websockets.connect(f"ws://{addr}/ws?input_sample_rate=16000", max_size=2**22, open_timeout=30)
+    return websockets.connect(f"ws://{addr}/ws?input_sample_rate=16000", additional_headers=BEARER, max_size=2**22, open_timeout=30)
 
 
 def test_page_and_health_are_served_through_ray(ray_app):
@@ -99,6 +101,26 @@ def test_a_websocket_to_no_endpoint_gets_the_plain_servers_http_refusal(ray_app)
         assert b"/ws or /v1/realtime" in err.value.response.body
 
     asyncio.run(main())
+
+
+def test_the_token_and_origin_checks_hold_through_ray(ray_app):
+    """The replica's server refuses as ``duplex serve`` does: no token or a wrong one 401,
+    a foreign page's Origin 403, before any session; the Bearer token is let in (the
+    other tests' connections; the page's ?token= in the browser test)."""
+
+    async def refused(**kwargs) -> int:
+        with pytest.raises(websockets.InvalidStatus) as err:
+            await websockets.connect(f"ws://{ray_app}/ws", open_timeout=30, **kwargs)
+        return err.value.response.status_code
+
+    async def main():
+        assert await refused() == 401
+        assert await refused(additional_headers={"Authorization": "Bearer wrong"}) == 401
+        assert await refused(additional_headers={**BEARER, "Origin": "http://evil.example"}) == 403
+
+    asyncio.run(main())
+    health = json.loads(urllib.request.urlopen(f"http://{ray_app}/healthz", timeout=30).read())
+    assert health["auth"] is True and "sessions" not in health  # counts only for the token's holder
 
 
 def test_two_replicas_serve_twice_what_one_admits_and_the_next_client_is_busy(ray_app):
@@ -128,7 +150,7 @@ def test_openai_sdk_completes_a_spoken_turn_through_ray(ray_app):
     from openai import AsyncOpenAI
 
     async def main():
-        client = AsyncOpenAI(api_key="unused", base_url=f"http://{ray_app}/v1")
+        client = AsyncOpenAI(api_key=TOKEN, base_url=f"http://{ray_app}/v1")
         audio24 = resample(np.concatenate([silence(0.3), tone(1.0), silence(3.0)]), 16000, 24000)
         got: list[str] = []
         pcm = bytearray()
@@ -178,7 +200,7 @@ def test_browser_page_completes_a_spoken_turn_through_ray(ray_app, tmp_path):
             page = browser.new_page(viewport={"width": 900, "height": 700})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://{ray_app}/?autostart=1&processing=off")
+            page.goto(f"http://{ray_app}/?autostart=1&processing=off&token={TOKEN}")
             page.wait_for_function("window.duplexStats && window.duplexStats.agentTexts.length > 0", timeout=60000)
             page.wait_for_timeout(500)
             stats = page.evaluate("window.duplexStats")
