@@ -201,7 +201,12 @@ def test_browser_page_completes_a_spoken_turn_through_ray(ray_app, tmp_path):
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"http://{ray_app}/?autostart=1&processing=off&token={TOKEN}")
-            page.wait_for_function("window.duplexStats && window.duplexStats.agentTexts.length > 0", timeout=60000)
+            # Polled with evaluate, not wait_for_function: the server's Content-Security-Policy
+            # (no eval) reaches the page through Ray too, and the page must work under it.
+            for _ in range(300):
+                if page.evaluate("window.duplexStats && window.duplexStats.agentTexts.length > 0"):
+                    break
+                page.wait_for_timeout(200)
             page.wait_for_timeout(500)
             stats = page.evaluate("window.duplexStats")
             page.screenshot(path=str(ARTIFACTS / "browser-ray.png"))
