@@ -9,7 +9,7 @@ NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 
 FW_VENV := .venv-frameworks
 
-.PHONY: install install-torch frameworks-venv system-deps demo test lint eval bench bench-model clean
+.PHONY: install install-torch install-ray frameworks-venv system-deps demo test lint eval bench bench-model clean
 
 install: $(VENV)/.installed
 
@@ -44,10 +44,17 @@ $(FW_VENV)/.installed: tests/frameworks/requirements.txt
 	$(FW_VENV)/bin/python -m pip install -q -r tests/frameworks/requirements.txt
 	touch $@
 
+# Ray Serve for `duplex serve --replicas N` (docs/deploy.md); its tests run in `make test`.
+install-ray: $(VENV)/.installed-ray
+
+$(VENV)/.installed-ray: $(VENV)/.installed
+	$(PIP) install -q -e '.[ray]'
+	touch $@
+
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex run demos/data/demo_conversation.wav --out out/demo
 
-lint: install-torch
+lint: install-torch install-ray
 	$(VENV)/bin/ruff check duplex tests
 	$(VENV)/bin/mypy
 
@@ -56,7 +63,7 @@ lint: install-torch
 system-deps:
 	bash scripts/system-deps.sh
 
-test: system-deps install-torch frameworks-venv lint
+test: system-deps install-torch install-ray frameworks-venv lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -ra
 
 # The standard scenario set (seeded, espeak-ng + sox) through the default profile.

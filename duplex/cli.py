@@ -11,9 +11,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from duplex.bench.speech import USER_VOICES
 from duplex.errors import ConfigError, DuplexError
+
+if TYPE_CHECKING:
+    from duplex.config import Config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -28,6 +32,17 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a profile value, e.g. --set models.llm.threads=1 (repeatable)",
     )
+
+
+def _add_ray_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray Serve (pip install 'duplex[ray]'; docs/deploy.md)")
+    g.add_argument("--replicas", type=int, default=None, help="serve on Ray Serve with N replicas, one engine each")
+    g.add_argument("--min-replicas", type=int, default=None, help="autoscaling: fewest replicas (default 1)")
+    g.add_argument("--max-replicas", type=int, default=None, help="autoscaling: most replicas (scales on open sessions)")
+    g.add_argument("--sessions-per-replica", type=int, default=None, help="engine.max_sessions of each replica (default: the profile's)")
+    g.add_argument("--cpus-per-replica", type=float, default=None, help="CPUs each replica reserves (default 1)")
+    g.add_argument("--gpus-per-replica", type=float, default=None, help="GPUs each replica reserves (codec LM: 1)")
+    g.add_argument("--address", default=None, help="join this Ray cluster (e.g. 10.0.0.5:6379 or auto) instead of starting one")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -88,13 +103,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from duplex.config import load_config
-    from duplex.runtime.runtime import Runtime
+def _serve_token(args: argparse.Namespace, config: Config) -> str:
+    """The token clients must present (``--token-file`` or ``server.token_env``); "" for
+    none, which only a loopback address may serve."""
     from duplex.transports.access import is_loopback
-    from duplex.transports.server import run_server
 
-    config = load_config(args.config, args.overrides)
     token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get(config.server.token_env, "")
     if not token and not is_loopback(args.host):
         raise ConfigError(
@@ -102,6 +115,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"use the agent. Set one (--token-file PATH or the {config.server.token_env} "
             "environment variable), or listen on 127.0.0.1"
         )
+    return token
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.replicas is not None or args.max_replicas is not None:
+        return _cmd_serve_ray(args)
+    from duplex.config import load_config
+    from duplex.runtime.runtime import Runtime
+    from duplex.transports.server import run_server
+
+    config = load_config(args.config, args.overrides)
+    token = _serve_token(args, config)
     runtime = Runtime(config, clock="realtime")
     scheme = "https" if args.tls_cert else "http"
     print(
@@ -114,6 +139,47 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     print("duplex: stopped", flush=True)
+    return 0
+
+
+def _cmd_serve_ray(args: argparse.Namespace) -> int:
+    try:
+        from duplex.transports import ray_serve
+    except ImportError as exc:
+        raise DuplexError(f"--replicas needs Ray Serve ({exc}); install it with: pip install 'duplex[ray]'") from exc
+    import signal
+    import time
+
+    try:
+        options = ray_serve.options_from(
+            replicas=args.replicas, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+            cpus_per_replica=args.cpus_per_replica, gpus_per_replica=args.gpus_per_replica,
+            host=args.host, port=args.port, address=args.address,
+        )
+    except ValueError as exc:
+        raise DuplexError(str(exc)) from exc
+    config = ray_serve.replica_config(args.config, args.overrides, args.sessions_per_replica)
+    token = _serve_token(args, config)
+    if args.tls_cert or args.tls_key:
+        raise DuplexError("--replicas serves through Ray Serve's proxy, which terminates no TLS here: put TLS in front of it (docs/deploy.md)")
+    ray_serve.start(config, options, token=token)
+    scale = f"{options.min_replicas or 1}-{options.max_replicas}" if options.max_replicas else str(options.replicas)
+    print(
+        f"duplex on Ray Serve: {scale} replicas of {config.name}, {config.engine.max_sessions} sessions each, "
+        f"on http://{args.host}:{args.port}/  (native: /ws, OpenAI Realtime: /v1/realtime)"
+        + ("; a token is required" if token else "; no token (loopback only)") + "; Ctrl-C ends"
+    )
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a service manager) ends the application as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ray_serve.stop()
     return 0
 
 
@@ -150,6 +216,8 @@ def _device(value: str | None) -> int | str | None:
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
     if args.soak is not None:
         return _cmd_bench_serve_soak(args)
+    if args.via == "ray":
+        return _cmd_bench_serve_ray(args)
     from duplex.bench.serve import run_serve_bench
 
     report = run_serve_bench(args.clients, turns=args.turns, config_name=args.config, overrides=args.overrides, out=Path(args.out) if args.out else None)
@@ -179,6 +247,22 @@ def _cmd_bench_serve_soak(args: argparse.Namespace) -> int:
             print(f"- {f}")
     if out:
         print(f"\nwrote {out}")
+    return 0
+
+
+def _cmd_bench_serve_ray(args: argparse.Namespace) -> int:
+    from duplex.bench.serve_ray import run_serve_bench_via_ray
+
+    try:
+        report = run_serve_bench_via_ray(
+            args.clients, turns=args.turns, config_name=args.config, overrides=args.overrides,
+            replicas=args.replicas, out=Path(args.out) if args.out else None,
+        )
+    except ValueError as exc:
+        raise DuplexError(str(exc)) from exc
+    print(report["table"])
+    if args.out:
+        print(f"\nwrote {args.out}")
     return 0
 
 
@@ -257,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve https/wss")
     p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     _add_config_args(p)
+    _add_ray_args(p)
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("models", help="model weights: check that every manifest's file is installed")
@@ -299,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
         "client keeps talking (scripted profile unless --config): RSS, threads, files, latency, /healthz",
     )
     b.add_argument("--out", default="out/bench/serve.json")
+    b.add_argument("--via", choices=["direct", "ray"], default="direct", help="ray: the same clients direct, then through Ray Serve")
+    b.add_argument("--replicas", type=int, default=2, help="with --via ray: replicas of the Serve application")
     _add_config_args(b)
     b.set_defaults(func=_cmd_bench_serve)
 

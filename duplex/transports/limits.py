@@ -3,8 +3,10 @@ readers (docs/serving.md; the numbers live in ``ServerConfig``).
 
 ``InputRate`` is a token bucket over audio duration: a client may send audio at
 real time plus a burst; what overflows is dropped and counted, to be reported.
-``GuardedConnection`` is the server's WebSocket connection, which remembers when the
-client last sent a message and since when a send has waited on a slow reader.
+``GuardedSocket`` is what these bounds need of a connection: when the client last
+sent a message, since when a send has waited on a slow reader, ``close`` and
+``abort``. ``GuardedConnection`` (the plain server's ``websockets`` connection) and
+``asgi_socket.AsgiSocket`` (the ASGI / Ray Serve ingress) both have it.
 ``watch`` closes a connection that breaks the idle, length or reader bounds, with an
 error event and close code 1008 naming the limit.
 """
@@ -16,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from websockets.asyncio.server import ServerConnection
 
@@ -57,6 +59,23 @@ class InputRate:
         return dropped
 
 
+@runtime_checkable
+class GuardedSocket(Protocol):
+    """A server-side WebSocket the bounds can watch and close."""
+
+    last_message: float  # time.monotonic() of the client's last message
+    sending_since: float | None  # since when a send has been blocked; None: none is
+
+    @property
+    def remote_address(self) -> Any: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    def abort(self) -> None:
+        """Drop the connection at once (its close frame could not go out)."""
+        ...
+
+
 class GuardedConnection(ServerConnection):
     """A server connection that tracks the client's last message and blocked sends."""
 
@@ -77,11 +96,14 @@ class GuardedConnection(ServerConnection):
         finally:
             self.sending_since = None
 
+    def abort(self) -> None:
+        self.transport.abort()
+
 
 Notify = Callable[[str, str], Awaitable[None]]
 
 
-async def close_for(ws: ServerConnection, notify: Notify | None, code: str, message: str, close_code: int = POLICY_CLOSE) -> None:
+async def close_for(ws: GuardedSocket, notify: Notify | None, code: str, message: str, close_code: int = POLICY_CLOSE) -> None:
     """Tell the client why (when it still reads) and close; abort if the close cannot go out."""
     log.info("closing %s: %s", ws.remote_address, message)
     if notify is not None:
@@ -92,10 +114,10 @@ async def close_for(ws: ServerConnection, notify: Notify | None, code: str, mess
         async with asyncio.timeout(2.0):
             await ws.close(close_code, message[:120])
     except Exception:  # including TimeoutError: the close frame could not go out
-        ws.transport.abort()
+        ws.abort()
 
 
-async def watch(ws: GuardedConnection, config: ServerConfig, notify: Notify, period_s: float = 0.25) -> None:
+async def watch(ws: GuardedSocket, config: ServerConfig, notify: Notify, period_s: float = 0.25) -> None:
     """Close ``ws`` when it breaks the idle, session-length or slow-reader bound."""
     opened = time.monotonic()
     while True:

@@ -44,7 +44,7 @@ from duplex.runtime.runtime import Runtime
 from duplex.runtime.session import Session
 from duplex.transports.access import AccessPolicy, Refusal, offered_subprotocols
 from duplex.transports.admission import Admission
-from duplex.transports.limits import GuardedConnection, Notify, close_for, watch
+from duplex.transports.limits import GuardedConnection, GuardedSocket, Notify, close_for, watch
 from duplex.transports.native import NativeConnection
 from duplex.transports.native_schema import BadMessage, parse_query
 from duplex.transports.openai_realtime import RealtimeConnection
@@ -83,8 +83,9 @@ def _refuse(refusal: Refusal) -> Response:
     return _response(refusal.status, refusal.message.encode(), extra=extra)
 
 
-def _select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
-    # Never echo the token subprotocol; answer the protocol name a browser offered with it.
+def select_subprotocol(connection: ServerConnection | None, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """The subprotocol to answer (also the ASGI ingress's): never the token one
+    (``openai-insecure-api-key.<token>``), the protocol name a browser offered with it."""
     for name in ("realtime", "duplex.v1"):
         if name in offered:
             return Subprotocol(name)
@@ -182,7 +183,7 @@ class DuplexServer:
 
     # ------------------------------------------------------------ WebSocket
     async def _handler(self, ws: ServerConnection) -> None:
-        assert ws.request is not None and isinstance(ws, GuardedConnection)
+        assert ws.request is not None and isinstance(ws, GuardedSocket)  # GuardedConnection, asgi_socket.AsgiSocket
         ip = self._ip(ws)
         if not self.admission.enter(ip):
             await close_for(ws, None, "too_many_connections", "too many connections from your address")
@@ -192,8 +193,8 @@ class DuplexServer:
         finally:
             self.admission.leave(ip)
 
-    async def _serve_connection(self, ws: GuardedConnection) -> None:
-        assert ws.request is not None
+    async def _serve_connection(self, ws: ServerConnection) -> None:
+        assert ws.request is not None and isinstance(ws, GuardedSocket)
         parts = urlsplit(ws.request.path)
         params = dict(parse_qsl(parts.query))
         if parts.path == "/v1/realtime":
@@ -220,7 +221,7 @@ class DuplexServer:
             watchdog.cancel()
             await asyncio.get_running_loop().run_in_executor(self._pool, self.runtime.close_session, session, "client disconnected")
 
-    async def _open(self, ws: ServerConnection, notify: Notify) -> Session | None:
+    async def _open(self, ws: GuardedSocket, notify: Notify) -> Session | None:
         """A session for ``ws``, or None after telling the client why not (code 1013)."""
         if self.runtime.engine.free_slots() <= 0:  # refuse before any work or thread hop
             await close_for(ws, notify, "unavailable", "the server is full; try again later", TRY_AGAIN_LATER)
@@ -247,7 +248,7 @@ class DuplexServer:
             self.host,
             self.port,
             process_request=self._process_request,
-            select_subprotocol=_select_subprotocol,
+            select_subprotocol=select_subprotocol,
             create_connection=GuardedConnection,
             server_header="duplex",
             max_size=self.config.max_message_bytes,
@@ -272,7 +273,7 @@ class DuplexServer:
         deadline = time.monotonic() + drain
         while time.monotonic() < deadline and not all(s.idle() for s in list(self.runtime.sessions.values())):
             await asyncio.sleep(0.05)
-        connections = list(server.connections)
+        connections = [c for c in server.connections if isinstance(c, GuardedConnection)]
         if connections:
             await asyncio.gather(*(close_for(c, None, "shutdown", "server shutting down", GOING_AWAY) for c in connections))
         try:
