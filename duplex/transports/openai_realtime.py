@@ -46,6 +46,7 @@ from websockets.exceptions import ConnectionClosed
 
 from duplex.audio.frame import float_to_pcm16
 from duplex.audio.resample import StreamResampler
+from duplex.config import ServerConfig
 from duplex.errors import DuplexError
 from duplex.events import (
     AgentAudio,
@@ -65,6 +66,7 @@ from duplex.models.stages import ChatMessage, Tool, ToolCall
 from duplex.runtime.runtime import Runtime
 from duplex.runtime.session import Session
 from duplex.transports import realtime_schema as rs
+from duplex.transports.limits import InputRate
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +139,11 @@ class _Response:
 class RealtimeConnection:
     """One client speaking the OpenAI Realtime protocol."""
 
-    def __init__(self, ws: ServerConnection, runtime: Runtime, query: dict[str, str], beta: bool) -> None:
+    def __init__(
+        self, ws: ServerConnection, runtime: Runtime, query: dict[str, str], beta: bool, limits: ServerConfig | None = None
+    ) -> None:
         self.ws = ws
+        self._input = InputRate((limits or ServerConfig()).input_burst_ms)
         self.runtime = runtime
         self.model = query.get("model", "duplex")
         self.beta = beta
@@ -219,15 +224,43 @@ class RealtimeConnection:
             log.exception("%s failed", event.type)
             await self._emit("error", error={"type": "server_error", "code": "internal_error", "message": f"{event.type} failed: {exc}", "param": None, "event_id": event.event_id})
 
+    async def _append_audio(self, session: Session, pcm: bytes, event_id: str | None) -> None:
+        """Audio at real time plus a burst (``server.input_burst_ms``); what a faster client
+        sends past that is dropped and reported, at most once a second, as an ``error``
+        with code ``input_audio_dropped`` and the dropped duration."""
+        duration_ms = 1000.0 * (len(pcm) // 2) / RATE
+        fits_ms = self._input.admit(duration_ms)
+        if fits_ms < duration_ms and len(pcm) % 2 == 0:
+            pcm = pcm[: 2 * int(fits_ms * RATE / 1000)]
+        dropped = self._input.report()
+        if dropped:
+            await self._emit(
+                "error",
+                error={
+                    "type": "invalid_request_error",
+                    "code": "input_audio_dropped",
+                    "message": f"audio sent faster than real time: {dropped:.0f} ms dropped",
+                    "param": "audio",
+                    "event_id": event_id,
+                },
+                dropped_ms=round(dropped),
+            )
+        if not pcm:
+            return
+        try:
+            session.push_audio(pcm, sample_rate=RATE)
+        except DuplexError as exc:
+            raise rs.ClientEventError("invalid_value", f"input_audio_buffer.append: {exc}", "audio") from None
+
     async def _apply(self, session: Session, e: rs.ClientEvent) -> None:
         if isinstance(e, rs.SessionUpdate):
             await self._session_update(session, e)
         elif isinstance(e, rs.InputAudioBufferAppend):
             try:
                 pcm = base64.b64decode(e.audio, validate=True)
-                session.push_audio(pcm, sample_rate=RATE)
-            except (binascii.Error, ValueError, DuplexError) as exc:
+            except (binascii.Error, ValueError) as exc:
                 raise rs.ClientEventError("invalid_value", f"input_audio_buffer.append: {exc}", "audio") from None
+            await self._append_audio(session, pcm, e.event_id)
         elif isinstance(e, rs.InputAudioBufferCommit):
             # Recorded once transcribed; the answer comes on response.create (or, with
             # server VAD, when the turn ends by itself).

@@ -199,7 +199,7 @@ class DuplexServer:
         params = dict(parse_qsl(parts.query))
         if parts.path == "/v1/realtime":
             beta = "realtime=v1" in ws.request.headers.get("OpenAI-Beta", "") or "openai-beta.realtime-v1" in offered_subprotocols(ws.request.headers)
-            realtime = RealtimeConnection(ws, self.runtime, params, beta)
+            realtime = RealtimeConnection(ws, self.runtime, params, beta, self.config)
             notify: Notify = realtime._error
             run = realtime.run
         else:

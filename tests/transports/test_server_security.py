@@ -331,6 +331,31 @@ def test_audio_faster_than_real_time_is_dropped_and_reported():
     _run(_server(server={"input_burst_ms": 1000}), scenario)
 
 
+def test_realtime_audio_faster_than_real_time_is_dropped_and_reported():
+    async def next_error(ws) -> dict:
+        while (event := json.loads(await asyncio.wait_for(ws.recv(), 5)))["type"] != "error":
+            pass
+        return event
+
+    async def scenario(port):
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime") as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"
+            chunk = base64.b64encode(float_to_pcm16(np.zeros(2400, np.float32))).decode()  # 100 ms at 24 kHz
+            append = json.dumps({"type": "input_audio_buffer.append", "audio": chunk})
+            for _ in range(50):  # 5 s of audio at once; the bucket holds 1 s
+                await ws.send(append)
+            first = await next_error(ws)  # the first drop, at once
+            await asyncio.sleep(1.1)
+            await ws.send(append)  # later drops are summed, reported at most once a second
+            second = await next_error(ws)
+            assert first["error"]["code"] == second["error"]["code"] == "input_audio_dropped"
+            assert 3500 <= first["dropped_ms"] + second["dropped_ms"] <= 4100, (first, second)
+            await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": "nope"}))
+            assert (await next_error(ws))["error"]["param"] == "item_id"  # the session goes on
+
+    _run(_server(server={"input_burst_ms": 1000}), scenario)
+
+
 def test_an_idle_client_is_closed_with_a_reason():
     async def scenario(port):
         async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:  # answers pings, sends nothing
