@@ -96,6 +96,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         out=Path(args.out) if args.out else None,
         user_voice=args.user_voice,
         user_waits=not args.fixed_timeline,
+        audio_dir=Path(args.save_audio) if args.save_audio else None,
     )
     print(report["table"])
     if args.out:
@@ -352,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks")
     bsub = p.add_subparsers(dest="bench_command", required=True)
-    b = bsub.add_parser("latency", help="end of user speech → first agent audio, per stage")
+    b = bsub.add_parser("latency", help="real end of user speech → first audible agent sample, per part and stage")
     b.add_argument("--turns", type=int, default=20, help="spoken questions per clock")
     b.add_argument("--clock", action="append", choices=["offline", "realtime"], help="clock(s) to measure (default both)")
     b.add_argument(
@@ -366,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
         "runs into the next question, a barge-in); by default the user waits for each answer",
     )
     b.add_argument("--out", default=None, help="write the JSON results here")
+    b.add_argument(
+        "--save-audio", default=None, metavar="DIR",
+        help="write each clock's user.wav and agent.wav (stream time from sample 0) under DIR/CLOCK",
+    )
     _add_config_args(b)
     b.set_defaults(func=_cmd_bench)
 

@@ -1,30 +1,47 @@
-"""``duplex bench latency``: end of user speech → first agent audio, per stage, on
-the offline clock and on the real-time clock, from the same spoken questions.
+"""``duplex bench latency``: what a listener waits for an answer, and where it goes,
+on the offline clock and on the real-time clock, from the same spoken questions.
 
-Stages: *endpointing* (end of speech → turn taken), *asr_final* (compute of the
-final transcript), *llm_ttft* (LLM time to first token), *llm_first_clause*
-(LLM time to the first speakable clause), *tts_first_chunk* (TTS time to the
-first audio of that clause). Also the tick real-time factor while the agent
-speaks and listens at once.
+The headline is the **audible latency**: from the real end of the user's speech (the
+last audible 10 ms block of the question the bench made, ``duplex.audio.level``) to
+the first audible sample of the agent's output, read from the frames the session
+played, in stream time. It is the sum of three parts:
+
+- *endpoint lag*: the VAD's end of speech minus the real end (the VAD holds on to
+  the tail of the last word);
+- *event latency*: the VAD's end to the first chunk handed to the output (the
+  ``latency_ms`` of ``agent.audio.started``), itself broken into stages:
+  *endpointing* (end of speech → turn taken), *asr_final* (compute of the final
+  transcript), *llm_ttft* (LLM time to first token), *llm_first_clause* (LLM time to
+  the first speakable clause), *tts_first_chunk* (TTS time to the first audio of
+  that clause);
+- *lead-in*: that first chunk's start to its first audible sample (silence at the
+  head of the synthesized audio).
+
+Also the tick real-time factor while the agent speaks and listens at once.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from duplex.audio.level import AudibleOnsets
 from duplex.bench.speech import conversation, questions
 from duplex.bench.user import FixedTimelineUser, WaitingUser
 from duplex.config import load_config
+from duplex.events import AgentAudio, AgentAudioStarted
 from duplex.runtime.metrics import percentiles
 from duplex.runtime.runtime import Runtime
 
 STAGES = ["endpointing", "asr_final", "llm_ttft", "llm_first_clause", "tts_first_chunk"]
-# The issue's p95 bound: turns slower than this are counted on their own.
+# The parts of the audible latency, in order: they add up to it.
+PARTS = ["endpoint_lag_ms", "event_latency_ms", "lead_in_ms"]
+# The issue's p95 bound: turns slower than this (audible) are counted on their own.
 SLOW_MS = 800.0
 _CONTEXT_MS = 3000.0
 
@@ -33,9 +50,39 @@ def _slow_turns(latencies: list[float]) -> int:
     return sum(1 for v in latencies if v > SLOW_MS)
 
 
-def _collect(events: list[Any], spans: list[tuple[float, float]]) -> dict[str, Any]:
-    starts = [e for e in events if e.type == "agent.audio.started"]
-    out: dict[str, Any] = {"latency_ms": [e.latency_ms for e in starts], "question_spans_s": spans}
+def real_end_s(speech_spans: list[tuple[float, float]], vad_end_s: float) -> float:
+    """The real end (s) of the question a turn answered: the last question whose speech
+    began before the VAD's end of speech ``vad_end_s``; NaN when none did."""
+    ends = [end for onset, end in speech_spans if onset <= vad_end_s]
+    return ends[-1] if ends else math.nan
+
+
+def audible_parts(start: AgentAudioStarted, onset_ms: float | None, real_end_ms: float) -> dict[str, float]:
+    """A response's audible latency and its three parts (ms), from its
+    ``agent.audio.started`` event, its first audible stream time and the real end of
+    the speech it answers. ``audible_ms`` = endpoint lag + event latency + lead-in."""
+    vad_end = start.t_ms - start.latency_ms
+    audible = math.nan if onset_ms is None else onset_ms - real_end_ms
+    return {
+        "audible_ms": audible,
+        "endpoint_lag_ms": vad_end - real_end_ms,
+        "event_latency_ms": start.latency_ms,
+        "lead_in_ms": math.nan if onset_ms is None else onset_ms - start.t_ms,
+    }
+
+
+def _collect(
+    events: list[Any], onsets: AudibleOnsets, user: WaitingUser | FixedTimelineUser
+) -> dict[str, Any]:
+    starts = [e for e in events if isinstance(e, AgentAudioStarted)]
+    out: dict[str, Any] = {"question_spans_s": user.spans, "speech_spans_s": user.speech_spans}
+    parts = []
+    for e in starts:
+        real_end = 1000.0 * real_end_s(user.speech_spans, (e.t_ms - e.latency_ms) / 1000.0)
+        parts.append(audible_parts(e, onsets.onsets_ms.get(e.response_id), real_end))
+    out["first_audible_ms"] = [onsets.onsets_ms.get(e.response_id, math.nan) for e in starts]
+    for name in ("audible_ms", *PARTS):
+        out[name] = [p[name] for p in parts]
     for st in STAGES:
         out[st] = [e.breakdown_ms.get(st, float("nan")) for e in starts]
     taken = [e for e in events if e.type == "turn.taken"]
@@ -50,75 +97,139 @@ def _collect(events: list[Any], spans: list[tuple[float, float]]) -> dict[str, A
     # why it was slow (a fragment's pause, a barge-in, a late transcript) without a rerun.
     out["slow_turns"] = [
         {
-            "latency_ms": e.latency_ms,
+            "audible_ms": p["audible_ms"],
+            **{k: p[k] for k in PARTS},
             "events": [
                 x.to_dict()
                 for x in events
                 if e.t_ms - e.latency_ms - _CONTEXT_MS <= x.t_ms <= e.t_ms and x.type != "agent.text.delta"
             ],
         }
-        for e in starts
-        if e.latency_ms > SLOW_MS
+        for e, p in zip(starts, parts, strict=True)
+        if not p["audible_ms"] <= SLOW_MS  # NaN (never audible) counts as slow
     ]
     return out
 
 
-def _hear(session: Any, user: WaitingUser | FixedTimelineUser, events: list[Any]) -> None:
-    """Hand the session's new events to the user (who waits on the agent's audio) and
-    keep all but the audio itself."""
+def _hear(
+    session: Any,
+    user: WaitingUser | FixedTimelineUser,
+    events: list[Any],
+    onsets: AudibleOnsets,
+    tape: Tape | None = None,
+) -> None:
+    """Hand the session's new events to the user (who waits on the agent's audio), find
+    each response's first audible sample in the played frames, and keep all events but
+    the audio itself."""
     for e in session.channel.drain():
         user.observe(e)
-        if e.type != "agent.audio":
+        if isinstance(e, AgentAudio):
+            onsets.feed(e.response_id, e.t_ms, e.samples)
+            if tape is not None:
+                tape.agent(e.t_ms, e.samples)
+        else:
             events.append(e)
 
 
-def run_offline(config, user: WaitingUser | FixedTimelineUser) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN001
+class Tape:
+    """The session's two sides in stream time, to write out: the user's frames as sent
+    and the agent's frames as played (``agent.audio`` events, placed at their stream
+    time; silence between them)."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self._user: list[np.ndarray] = []
+        self._agent: list[tuple[float, np.ndarray]] = []
+
+    def user(self, frame: np.ndarray) -> None:
+        self._user.append(frame)
+
+    def agent(self, t_ms: float, samples: np.ndarray) -> None:
+        self._agent.append((t_ms, samples))
+
+    def write(self, folder: Path) -> None:
+        """``user.wav`` (input rate) and ``agent.wav`` (output rate), both from stream time 0."""
+        import soundfile as sf
+
+        folder.mkdir(parents=True, exist_ok=True)
+        user = np.concatenate(self._user) if self._user else np.zeros(0, np.float32)
+        n = int(round(len(user) * self.out_rate / self.in_rate))
+        for t_ms, x in self._agent:
+            n = max(n, int(round(t_ms * self.out_rate / 1000.0)) + len(x))
+        agent = np.zeros(n, np.float32)
+        for t_ms, x in self._agent:
+            at = int(round(t_ms * self.out_rate / 1000.0))
+            agent[at : at + len(x)] = x
+        sf.write(str(folder / "user.wav"), user, self.in_rate, subtype="FLOAT")
+        sf.write(str(folder / "agent.wav"), agent, self.out_rate, subtype="FLOAT")
+
+
+def run_offline(
+    config: Any, user: WaitingUser | FixedTimelineUser, tape: Tape | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     rt = Runtime(config, clock="offline")
     try:
         s = rt.open_session("bench-offline")
         events: list[Any] = []
+        onsets = AudibleOnsets(config.audio.output_sample_rate)
         n = s.frame_samples
         while not user.finished:
-            s.step(user.frame(n))
-            _hear(s, user, events)
-        return _collect(events, user.spans), s.metrics.summary()
+            frame = user.frame(n)
+            if tape is not None:
+                tape.user(frame)
+            s.step(frame)
+            _hear(s, user, events, onsets, tape)
+        return _collect(events, onsets, user), s.metrics.summary()
     finally:
         rt.close()
 
 
-def run_realtime(config, user: WaitingUser | FixedTimelineUser) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN001
+def run_realtime(
+    config: Any, user: WaitingUser | FixedTimelineUser, tape: Tape | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     rt = Runtime(config, clock="realtime")
     try:
         s = rt.open_session("bench-realtime")
         events: list[Any] = []
+        onsets = AudibleOnsets(config.audio.output_sample_rate)
         n = s.frame_samples
         t0 = time.monotonic()
         sent = 0
         while not user.finished:
-            s.push_audio(user.frame(n))
+            frame = user.frame(n)
+            if tape is not None:
+                tape.user(frame)
+            s.push_audio(frame)
             sent += n
-            _hear(s, user, events)
+            _hear(s, user, events, onsets, tape)
             due = t0 + sent / config.audio.input_sample_rate
             time.sleep(max(0.0, due - time.monotonic()))
         time.sleep(0.3)
-        _hear(s, user, events)
-        return _collect(events, user.spans), s.metrics.summary()
+        _hear(s, user, events, onsets, tape)
+        return _collect(events, onsets, user), s.metrics.summary()
     finally:
         rt.close()
 
 
+def _p50_p95(values: list[float]) -> str:
+    p = percentiles([v for v in values if v == v])
+    return "-" if p["p50"] != p["p50"] else f"{p['p50']:.0f} / {p['p95']:.0f}"
+
+
 def _table(results: dict[str, Any]) -> str:
     header = (
-        f"| clock | turns | latency p50 | latency p95 | over {SLOW_MS:.0f} ms | "
+        f"| clock | answers | audible p50 | audible p95 | over {SLOW_MS:.0f} ms "
+        "| endpoint lag p50 / p95 | event latency p50 / p95 | lead-in p50 / p95 | "
         + " | ".join(f"{s} p50" for s in STAGES)
         + " | tick RTF p99 (duplex) | barge-ins | stalls |"
     )
     sep = "|" + "---|" * (header.count("|") - 1)
     rows = [header, sep]
     for clock, r in results.items():
-        lat = percentiles(r["latency_ms"])
-        slow = _slow_turns(r["latency_ms"])
-        cells = [clock, f"{len(r['latency_ms'])}/{r['turns_taken']}", f"{lat['p50']:.0f}", f"{lat['p95']:.0f}", str(slow)]
+        lat = percentiles([v for v in r["audible_ms"] if v == v])
+        slow = len(r["slow_turns"])
+        cells = [clock, f"{len(r['audible_ms'])}/{r['turns_taken']}", f"{lat['p50']:.0f}", f"{lat['p95']:.0f}", str(slow)]
+        cells += [_p50_p95(r[k]) for k in PARTS]
         for st in STAGES:
             cells.append(f"{np.nanmedian(r[st]):.0f}" if r[st] else "-")
         rtf = r["tick"]["tick_rtf_while_speaking"]["p99"]
@@ -129,9 +240,10 @@ def _table(results: dict[str, Any]) -> str:
         for slow in r["slow_turns"]:
             taken = [e for e in slow["events"] if e["type"] == "turn.taken"]
             why = f"heard {taken[-1]['text']!r}, end-of-turn score {taken[-1]['eot_score']:.2f}" if taken else "no turn taken"
-            slow_lines.append(f"- {clock}: {slow['latency_ms']:.0f} ms, {why}")
+            parts = ", ".join(f"{k.removesuffix('_ms').replace('_', ' ')} {slow[k]:.0f}" for k in PARTS)
+            slow_lines.append(f"- {clock}: {slow['audible_ms']:.0f} ms ({parts}), {why}")
     if slow_lines:
-        rows += ["", f"answers over {SLOW_MS:.0f} ms:", *slow_lines]
+        rows += ["", f"answers over {SLOW_MS:.0f} ms (audible):", *slow_lines]
     return "\n".join(rows)
 
 
@@ -143,13 +255,16 @@ def run_latency_bench(
     out: Path | None = None,
     user_voice: str = "espeak",
     user_waits: bool = True,
+    audio_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and return {"table": markdown, "results": {...}}.
 
     ``user_voice`` speaks the questions (``duplex.bench.speech.USER_VOICES``).
     ``user_waits``: each question waits for the answer before it to end
     (``bench.user.WaitingUser``); False asks on a fixed timeline, so a long answer
-    runs into the next question.
+    runs into the next question. ``audio_dir``: write each clock's two sides there
+    (``CLOCK/user.wav``, ``CLOCK/agent.wav``, stream time from sample 0), the audio
+    the audible latency is read from.
     """
     config = load_config(config_name, overrides)
     rate = config.audio.input_sample_rate
@@ -161,19 +276,23 @@ def run_latency_bench(
         if user_waits:
             user = WaitingUser(spoken, rate)
         else:
-            user = FixedTimelineUser(*conversation(turns, rate=rate, user_voice=user_voice))
-        r, tick = runner(config, user)
+            user = FixedTimelineUser(*conversation(turns, rate=rate, user_voice=user_voice), rate=rate)
+        tape = Tape(rate, config.audio.output_sample_rate) if audio_dir is not None else None
+        r, tick = runner(config, user, tape)
+        if tape is not None and audio_dir is not None:
+            tape.write(audio_dir / clock)
         r["tick"] = tick
         results[clock] = r
     summary = {
         clock: {
-            "latency_ms": percentiles(r["latency_ms"]),
+            "audible_ms": percentiles([v for v in r["audible_ms"] if v == v]),
+            **{k: percentiles([v for v in r[k] if v == v]) for k in PARTS},
             **{st: percentiles([v for v in r[st] if v == v]) for st in STAGES},
             "tick_rtf": r["tick"]["tick_rtf"],
             "tick_rtf_while_speaking": r["tick"]["tick_rtf_while_speaking"],
-            "over_800_ms": _slow_turns(r["latency_ms"]),
+            "over_800_ms": len(r["slow_turns"]),
             "turns": len(r["question_spans_s"]),
-            "responses": len(r["latency_ms"]),
+            "responses": len(r["audible_ms"]),
             "barge_ins": r["barge_ins"],
             "stalls": r["stalls"],
         }

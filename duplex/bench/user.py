@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from duplex.audio.level import speech_span_ms
+
 
 class WaitingUser:
     """Speaks ``spoken`` questions one frame at a time, waiting for each answer to end.
@@ -52,7 +54,11 @@ class WaitingUser:
         self.max_wait_s = max_wait_s
         self.repeat = repeat
         self.spans: list[tuple[float, float]] = []  # (start_s, end_s) of each question asked
+        # (onset_s, end_s) of the speech itself in each question asked: its audible span
+        # (``duplex.audio.level``), which the listener's latency counts from.
+        self.speech_spans: list[tuple[float, float]] = []
         self._spoken = list(spoken)
+        self._voiced_ms = [speech_span_ms(q, rate) for q in self._spoken]
         self._buf = np.zeros(int(lead_in_s * rate), np.float32)
         self._samples = 0  # emitted so far: the user's clock
         self._asked = 0
@@ -98,11 +104,14 @@ class WaitingUser:
         while len(self._buf) < n:
             left = self.repeat or self._asked < len(self._spoken)
             if len(self._buf) == 0 and left and self._waited():
-                q = self._spoken[self._asked % len(self._spoken)]
+                k = self._asked % len(self._spoken)
+                q = self._spoken[k]
                 self._asked += 1
                 self._answer_end_s = None
                 start = self.t_s
                 self.spans.append((start, start + len(q) / self.rate))
+                a_ms, b_ms = self._voiced_ms[k]
+                self.speech_spans.append((start + a_ms / 1000.0, start + b_ms / 1000.0))
                 self._buf = q.astype(np.float32)
             else:
                 # Silence to the end of the frame: the next question starts on a frame edge.
@@ -115,8 +124,12 @@ class WaitingUser:
 class FixedTimelineUser:
     """Speaks a prepared user side (``speech.conversation``) whatever the agent does."""
 
-    def __init__(self, audio: np.ndarray, spans: list[tuple[float, float]]) -> None:
+    def __init__(self, audio: np.ndarray, spans: list[tuple[float, float]], rate: int = 16000) -> None:
         self.spans = spans
+        self.speech_spans = []
+        for a, b in spans:
+            on, end = speech_span_ms(audio[int(a * rate) : int(b * rate)], rate)
+            self.speech_spans.append((a + on / 1000.0, a + end / 1000.0))
         self._audio = audio.astype(np.float32)
         self._pos = 0
 

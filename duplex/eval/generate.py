@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from duplex.audio.level import speech_span_ms
 from duplex.audio.resample import resample
 from duplex.errors import DuplexError
-from duplex.eval.runner import speech_span_ms
 from duplex.eval.scenarios import (
     EchoPath,
     Expectation,

@@ -7,8 +7,14 @@ Per expectation of a scenario (see ``duplex.eval.scenarios``) and in aggregate:
   3 words (``fdb_takes_turn``, as ``eval_smooth_turn_taking.py`` /
   ``eval_pause_handling.py`` / ``eval_user_interruption.py`` in
   DanielLin94144/Full-Duplex-Bench ``v1_v1.5/evaluation``);
-- **response latency**: end of the user's speech → first agent audio, from the
-  output track and from the ``agent.audio.started`` events;
+- **response latency**, what a listener waits: the real end of the user's speech
+  (the scenario's annotation, from the audio it made) → the first audible agent
+  sample in the output track (the first 10 ms block above ``AUDIBLE_DB``). Its two
+  parts the events cannot see are reported with it: the **endpoint lag** (the
+  VAD's end of speech minus the real end) and the **lead-in** (the first chunk
+  handed to the output, ``agent.audio.started``, to the first audible sample).
+  The event's own ``latency_ms`` (VAD end → first chunk) is kept beside them, so
+  audible = endpoint lag + event latency + lead-in;
 - **stop latency**: user interruption onset → first output frame of a silent run
   (audio), or → first ``barge_in``/cut event (events);
 - **false interruptions**: a response cut (or a turn taken) by a backchannel,
@@ -27,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from duplex.audio.level import first_audible_ms
 from duplex.eval.scenarios import Expectation, Scenario
 from duplex.runtime.metrics import percentiles
 
@@ -103,8 +110,10 @@ class Outcome:
     end_ms: float | None = None
     window_ms: tuple[float, float] = (0.0, 0.0)
     took_turn: bool | None = None
-    response_latency_ms: float | None = None
-    response_latency_event_ms: float | None = None
+    response_latency_ms: float | None = None  # audible: real end → first audible sample
+    response_latency_event_ms: float | None = None  # the event's: VAD end → first chunk
+    endpoint_lag_ms: float | None = None  # VAD end minus real end
+    lead_in_ms: float | None = None  # first chunk handed to the output → first audible sample
     stop_latency_ms: float | None = None
     stop_latency_event_ms: float | None = None
     stopped: bool | None = None
@@ -304,15 +313,19 @@ def judge(
         words = chunks_in(chunks, a, b)
         out.took_turn = fdb_takes_turn(words)
         if out.took_turn:
-            first = first_voiced_ms(voiced, fm, a, b)
-            t0 = first if first is not None else words[0].start_s * 1000.0
-            out.response_latency_ms = max(0.0, t0 - end)
+            audible = first_audible_ms(trial.agent, trial.out_rate, a, b)
+            t0 = audible if audible is not None else words[0].start_s * 1000.0
+            out.response_latency_ms = t0 - end
             ev = next(
                 (e for e in events if e["type"] == "agent.audio.started" and a <= e["t_ms"] < b),
                 None,
             )
             if ev is not None:
-                out.response_latency_event_ms = float(ev.get("latency_ms", ev["t_ms"] - end))
+                latency = float(ev.get("latency_ms", ev["t_ms"] - end))
+                out.response_latency_event_ms = latency
+                out.endpoint_lag_ms = ev["t_ms"] - latency - end
+                if audible is not None:
+                    out.lead_in_ms = audible - ev["t_ms"]
         else:
             out.status, out.reason = "fail", "the agent did not take the turn"
         return out
@@ -357,8 +370,8 @@ def judge(
         words = chunks_in(chunks, end, out.window_ms[1])
         out.took_turn = fdb_takes_turn(words)
         if out.took_turn:
-            first = first_voiced_ms(voiced, fm, end, out.window_ms[1])
-            t0 = first if first is not None else words[0].start_s * 1000.0
+            audible = first_audible_ms(trial.agent, trial.out_rate, end, out.window_ms[1])
+            t0 = audible if audible is not None else words[0].start_s * 1000.0
             out.response_latency_ms = max(0.0, t0 - end)
         if speaking and not out.stopped:
             out.status, out.reason = "fail", "the agent kept talking over the interruption"
@@ -498,6 +511,8 @@ def aggregate(
         for o in sel("take_turn")
         if o["response_latency_event_ms"] is not None
     ]
+    lag = [o["endpoint_lag_ms"] for o in sel("take_turn") if o.get("endpoint_lag_ms") is not None]
+    lead = [o["lead_in_ms"] for o in sel("take_turn") if o.get("lead_in_ms") is not None]
     yields = sel("yield")
     stop = [o["stop_latency_ms"] for o in yields if o["stopped"]]
     stop_ev = [o["stop_latency_event_ms"] for o in yields if o["stop_latency_event_ms"] is not None]
@@ -547,6 +562,8 @@ def aggregate(
         "tor": tor,
         "response_latency_ms": _pct(resp),
         "response_latency_event_ms": _pct(resp_ev),
+        "endpoint_lag_ms": _pct(lag),
+        "lead_in_ms": _pct(lead),
         "stop_latency_ms": _pct(stop),
         "stop_latency_event_ms": _pct(stop_ev),
         "stop_rate": _rate([bool(o["stopped"]) for o in yields]),

@@ -31,6 +31,7 @@ from duplex.audio.conversation_writer import (
     USER_ONLY,
     write_conversation,
 )
+from duplex.audio.level import speech_span_ms
 from duplex.audio.resample import resample
 from duplex.audio.wav import read_wav
 from duplex.config import Config
@@ -57,22 +58,6 @@ class RunOptions:
     min_tail_s: float = (
         3.0  # but never sooner than this after the last user audio (endpointing + ASR)
     )
-
-
-def speech_span_ms(
-    samples: np.ndarray, rate: int, threshold_db: float = -40.0
-) -> tuple[float, float]:
-    """First and last 10 ms block above ``threshold_db`` dBFS (the voiced span)."""
-    n = rate // 100
-    blocks = len(samples) // n
-    if blocks == 0:
-        return (0.0, len(samples) * 1000.0 / rate)
-    x = samples[: blocks * n].astype(np.float64).reshape(blocks, n)
-    db = 20 * np.log10(np.sqrt(np.mean(x**2, axis=1)) + 1e-12)
-    idx = np.flatnonzero(db > threshold_db)
-    if not len(idx):
-        return (0.0, len(samples) * 1000.0 / rate)
-    return (float(idx[0] * 10), float((idx[-1] + 1) * 10))
 
 
 def _load(path: Path, rate: int) -> np.ndarray:
