@@ -139,6 +139,37 @@ def test_smooth_turn_latency_is_user_end_to_first_agent_audio():
     assert o["response_latency_event_ms"] == pytest.approx(600.0)
 
 
+def test_audible_latency_is_endpoint_lag_plus_event_latency_plus_lead_in():
+    """The user stopped at 1000 ms, the VAD at 1090 ms; the first chunk went out at
+    1600 ms and its sound began 60 ms into it."""
+    sc = scenario("smooth_turn", Expectation("take_turn", end_ms=1000.0))
+    events = response("r1", 1600.0, 3600.0, "Paris is the capital of France.", latency=510.0)
+    r = score_trial(trial(sc, events, track(4000, [(1660, 3600)])))
+    o = r["expectations"][0]
+    assert o["response_latency_ms"] == pytest.approx(660.0)  # what a listener waits
+    assert o["endpoint_lag_ms"] == pytest.approx(90.0)
+    assert o["response_latency_event_ms"] == pytest.approx(510.0)
+    assert o["lead_in_ms"] == pytest.approx(60.0)
+    assert o["endpoint_lag_ms"] + o["response_latency_event_ms"] + o["lead_in_ms"] == pytest.approx(
+        o["response_latency_ms"]
+    )
+    s = aggregate([r])
+    assert s["endpoint_lag_ms"]["p50"] == pytest.approx(90.0)
+    assert s["lead_in_ms"]["p50"] == pytest.approx(60.0)
+
+
+def test_a_quiet_first_sound_counts_from_where_it_is_audible():
+    """A tone at -50 dBFS (below the -40 dBFS rule) before the speech is not heard."""
+    sc = scenario("smooth_turn", Expectation("take_turn", end_ms=1000.0))
+    events = response("r1", 1600.0, 3600.0, "Paris is the capital of France.", latency=500.0)
+    agent = track(4000, [(1700, 3600)])
+    i, j = int(1.6 * RATE), int(1.7 * RATE)
+    agent[i:j] = 10 ** (-50 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 220 * np.arange(j - i) / RATE)
+    o = score_trial(trial(sc, events, agent))["expectations"][0]
+    assert o["response_latency_ms"] == pytest.approx(700.0)
+    assert o["lead_in_ms"] == pytest.approx(100.0)
+
+
 def test_a_short_mumble_is_not_taking_the_turn():
     sc = scenario("smooth_turn", Expectation("take_turn", end_ms=1000.0))
     events = response("r1", 1600.0, 1920.0, "um yes")
@@ -192,9 +223,8 @@ def test_stop_latency_from_audio_and_from_events():
     assert o["stopped"] is True
     assert o["stop_latency_ms"] == pytest.approx(96.0)  # 2112 - 2016
     assert o["stop_latency_event_ms"] == pytest.approx(64.0)  # 2080 - 2016
-    assert o["took_turn"] is True and o["response_latency_ms"] == pytest.approx(
-        640.0
-    )  # 3648 - 3008
+    # 3648 - 3008, to the 10 ms block: [3640, 3650) is audible from its last 2 ms
+    assert o["took_turn"] is True and o["response_latency_ms"] == pytest.approx(632.0)
     assert r["status"] == "pass"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from duplex.audio.level import AUDIBLE_DB, first_audible_ms
 from duplex.errors import ModelNotFound
 from duplex.models import tts_espeak
 from duplex.models.stages import SpeechSynthesizer
@@ -73,6 +74,21 @@ def test_word_timings_are_monotonic_complete_and_inside_the_chunk(
             assert previous_end <= timing.start_sample <= timing.end_sample <= len(chunk.samples)
             previous_end = timing.end_sample
         assert chunk.words[-1].end_sample > chunk.words[0].start_sample
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I think a good way is to drink water.", "Paris is the capital of France.", "Hello there!"],
+)
+def test_a_chunk_starts_sounding_at_once(synth: SpeechSynthesizer, text: str) -> None:
+    """A listener waits for any silence before the first sound. What is left is a
+    10 ms pad and the soft start of the first sound (Piper's own silence is 40-90 ms)."""
+    chunk = next(iter(synth.synthesize(text)))
+    rate = synth.sample_rate
+    sound = first_audible_ms(chunk.samples, rate, threshold_db=AUDIBLE_DB - 10.0)
+    assert sound is not None and sound <= 20.0  # the first sound begins
+    audible = first_audible_ms(chunk.samples, rate)
+    assert audible is not None and audible <= 40.0  # and is heard
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t ", " -- "])
