@@ -133,7 +133,16 @@ class AgentToolCall(Event):
 
 @dataclass(frozen=True)
 class AgentAudioStarted(Event):
-    """The first frame of a response was played; ``latency_ms`` from end of user speech."""
+    """The first frame of a response was handed to the output (``t_ms``, its stream time).
+
+    ``latency_ms`` runs from the *detected* end of the user's speech (the VAD's, as in
+    ``turn.taken.end_of_speech_ms``) to ``t_ms``; ``breakdown_ms`` splits it per stage
+    (endpointing, ASR final, LLM first token and clause, TTS first chunk). It is not
+    what a listener waits: that runs from the *real* end of speech, some 100 ms
+    before the VAD's, to the first *audible* sample, which may lie a little into
+    this frame (``duplex bench latency`` and ``duplex eval`` report it as the audible
+    latency, with those two parts).
+    """
 
     type: ClassVar[str] = "agent.audio.started"
     response_id: str = ""

@@ -4,8 +4,10 @@ offline clock, for flat memory and no latency drift (first vs last ten turns).
 The user asks the benchmark questions in turn (espeak-ng voices), again and again, for
 ``minutes`` of stream time. It waits for each answer as the latency bench's user does
 (``bench.user.WaitingUser``): the next question comes ``gap_s`` after the last, or 1 s
-after the agent falls silent, whichever is later. Every turn's response latency, the
-barge-ins (0 when the user waits) and the process's RSS are recorded.
+after the agent falls silent, whichever is later. Every turn's audible response
+latency (the real end of the question to the first audible agent sample, as
+``duplex bench latency`` reads it) with its parts and stages, the barge-ins (0 when
+the user waits) and the process's RSS are recorded.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Any
 import numpy as np
 import psutil
 
-from duplex.bench.latency import SLOW_MS
+from duplex.audio.level import AudibleOnsets
+from duplex.bench.latency import PARTS, SLOW_MS, audible_parts, real_end_s
 from duplex.bench.speech import QUESTIONS, VOICES, speak
 from duplex.bench.user import WaitingUser
 from duplex.config import load_config
-from duplex.events import AgentAudioStarted, BargeIn, TurnTaken
+from duplex.events import AgentAudio, AgentAudioStarted, BargeIn, TurnTaken
 from duplex.runtime.metrics import percentiles
 from duplex.runtime.runtime import Runtime
 
@@ -39,6 +42,9 @@ def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None 
     barge_ins = 0
     slow: list[dict[str, Any]] = []  # answers over SLOW_MS: what the agent heard, and its score
     taken: Any = None  # the last turn taken
+    # A response is counted at its first audible sample (a frame or two after it starts).
+    started: dict[str, tuple[AgentAudioStarted, Any]] = {}
+    onsets = AudibleOnsets(config.audio.output_sample_rate)
     try:
         s = rt.open_session("soak")
         n = s.frame_samples
@@ -50,14 +56,23 @@ def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None 
                 if isinstance(e, TurnTaken):
                     taken = e
                 elif isinstance(e, AgentAudioStarted):
-                    latencies.append(e.latency_ms)
-                    stages.append(dict(e.breakdown_ms))
-                    if e.latency_ms > SLOW_MS:
+                    started[e.response_id] = (e, taken)
+                elif isinstance(e, AgentAudio):
+                    onset = onsets.feed(e.response_id, e.t_ms, e.samples)
+                    if onset is None or e.response_id not in started:
+                        continue
+                    first, heard = started.pop(e.response_id)
+                    real_end = 1000.0 * real_end_s(user.speech_spans, (first.t_ms - first.latency_ms) / 1000.0)
+                    parts = audible_parts(first, onset, real_end)
+                    latencies.append(parts["audible_ms"])
+                    stages.append({**{k: parts[k] for k in PARTS}, **first.breakdown_ms})
+                    if not parts["audible_ms"] <= SLOW_MS:
                         slow.append({
-                            "stream_min": round(e.t_ms / 60_000, 2),
-                            "latency_ms": e.latency_ms,
-                            "heard": taken.text if taken is not None else "",
-                            "eot_score": taken.eot_score if taken is not None else None,
+                            "stream_min": round(first.t_ms / 60_000, 2),
+                            "latency_ms": parts["audible_ms"],
+                            **{k: parts[k] for k in PARTS},
+                            "heard": heard.text if heard is not None else "",
+                            "eot_score": heard.eot_score if heard is not None else None,
                         })
                 elif isinstance(e, BargeIn) and e.phase == "confirmed":
                     barge_ins += 1
@@ -92,12 +107,12 @@ def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None 
             ]
             for name in sorted({k for s in stages for k in s})
         },
-        "latency_by_response_ms": latencies,
+        "latency_by_response_ms": latencies,  # audible
         "slow_answers": slow,
         "rss_growth_after_warmup_mb": (warm[-1] - warm[0]) if warm else 0.0,
     }
     report["table"] = (
-        "| stream minutes | answers | barge-ins | latency p50 first 10 | latency p50 last 10 | p95 first third | p95 last third | max "
+        "| stream minutes | answers | barge-ins | audible p50 first 10 | audible p50 last 10 | p95 first third | p95 last third | max "
         "| RSS after 2 min → end | growth |\n"
         "|---|---|---|---|---|---|---|---|---|---|\n"
         f"| {minutes:.0f} | {len(latencies)}/{q} | {barge_ins} | {report['latency_first10_ms']['p50']:.0f} ms | {report['latency_last10_ms']['p50']:.0f} ms | "

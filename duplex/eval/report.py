@@ -36,16 +36,27 @@ def headline_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
     if "listen" in tor:
         rows.append(("TOR listen (FDB backchannel)", fmt_rate(tor["listen"]), "↓"))
     rl, rle = s["response_latency_ms"], s["response_latency_event_ms"]
+    lag, lead = s.get("endpoint_lag_ms", {}), s.get("lead_in_ms", {})
     sl, sle = s["stop_latency_ms"], s["stop_latency_event_ms"]
     rows += [
         (
-            "response latency p50 / p95 (audio)",
+            "response latency p50 / p95 (audible)",
             f"{fmt_ms(rl.get('p50'))} / {fmt_ms(rl.get('p95'))}",
             "↓",
         ),
         (
-            "response latency p50 / p95 (events)",
+            "  endpoint lag p50 / p95 (VAD end − real end)",
+            f"{fmt_ms(lag.get('p50'))} / {fmt_ms(lag.get('p95'))}",
+            "↓",
+        ),
+        (
+            "  event latency p50 / p95 (VAD end → first chunk)",
             f"{fmt_ms(rle.get('p50'))} / {fmt_ms(rle.get('p95'))}",
+            "↓",
+        ),
+        (
+            "  lead-in p50 / p95 (first chunk → audible)",
+            f"{fmt_ms(lead.get('p50'))} / {fmt_ms(lead.get('p95'))}",
             "↓",
         ),
         (
@@ -106,7 +117,7 @@ def write_report(doc: dict[str, Any], out: Path) -> None:
     if s.get("stage_ms"):
         lines += [
             "",
-            "## Response latency breakdown (events)",
+            "## Event latency by stage (inside VAD end → first chunk out)",
             "",
             "| stage | p50 | p95 |",
             "|---|---|---|",
@@ -122,7 +133,7 @@ def write_report(doc: dict[str, Any], out: Path) -> None:
         "",
         "## Scenarios",
         "",
-        "| scenario | category | status | response latency | stop latency | notes |",
+        "| scenario | category | status | response latency (audible) | stop latency | notes |",
         "|---|---|---|---|---|---|",
     ]
     for r in doc["scenarios"]:
@@ -152,7 +163,7 @@ def write_report(doc: dict[str, Any], out: Path) -> None:
 def plot_latency_cdf(doc: dict[str, Any], path: Path) -> None:
     """CDFs of response and stop latency (audio- and event-based)."""
     series: dict[str, list[float]] = {
-        "response (audio)": [],
+        "response (audible)": [],
         "response (events)": [],
         "stop (audio)": [],
         "stop (events)": [],
@@ -163,7 +174,7 @@ def plot_latency_cdf(doc: dict[str, Any], path: Path) -> None:
                 continue
             if o["behaviour"] == "take_turn":
                 if o.get("response_latency_ms") is not None:
-                    series["response (audio)"].append(o["response_latency_ms"])
+                    series["response (audible)"].append(o["response_latency_ms"])
                 if o.get("response_latency_event_ms") is not None:
                     series["response (events)"].append(o["response_latency_event_ms"])
             elif o["behaviour"] == "yield":
@@ -175,8 +186,8 @@ def plot_latency_cdf(doc: dict[str, Any], path: Path) -> None:
     for ax, keys, title in (
         (
             axes[0],
-            ("response (audio)", "response (events)"),
-            "response latency: end of user speech → agent audio",
+            ("response (audible)", "response (events)"),
+            "response latency: real end of user speech → first audible agent sample",
         ),
         (
             axes[1],

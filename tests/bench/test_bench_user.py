@@ -30,6 +30,20 @@ def _run(user: WaitingUser, agent: list[tuple[float, object]], limit_ms: int = 6
     return np.concatenate(out)
 
 
+def test_the_user_knows_where_its_speech_really_ends() -> None:
+    """A question whose audio holds 100 ms of silence at its head and 200 ms at its
+    tail: the listener's latency counts from the end of the sound, not of the clip."""
+    q = np.concatenate([np.zeros(100, np.float32), _question(500), np.zeros(200, np.float32)])
+    user = WaitingUser([q, q], RATE, gap_s=1.0, lead_in_s=0.1)
+    _run(user, [])
+    assert len(user.spans) == len(user.speech_spans) == 2
+    for (start, end), (onset, speech_end) in zip(user.spans, user.speech_spans, strict=True):
+        assert end - start == pytest.approx(0.8)
+        assert (onset - start, speech_end - start) == (pytest.approx(0.1), pytest.approx(0.6))
+    timeline = FixedTimelineUser(np.concatenate([np.zeros(100, np.float32), q]), [(0.1, 0.9)], RATE)
+    assert timeline.speech_spans == [(pytest.approx(0.2), pytest.approx(0.7))]
+
+
 def test_with_a_quiet_agent_each_question_comes_the_gap_after_the_last() -> None:
     user = WaitingUser([_question(400), _question(300)], RATE, gap_s=1.0, lead_in_s=0.1)
     audio = _run(user, [])

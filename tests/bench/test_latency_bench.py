@@ -1,4 +1,5 @@
-"""``duplex bench latency`` through the real default models, on the offline clock."""
+"""``duplex bench latency`` through the real default models, on the offline clock: the
+audible latency it reports is what its written audio shows."""
 
 from __future__ import annotations
 
@@ -8,17 +9,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-from duplex.bench.latency import STAGES, run_latency_bench
+from duplex.bench.latency import PARTS, STAGES, run_latency_bench
 from duplex.bench.speech import QUESTIONS, conversation
 from duplex.config import load_config
 from duplex.models.registry import final_recognizer
 
 
+def _blocks_db(x: np.ndarray, rate: int) -> np.ndarray:
+    n = rate // 100  # 10 ms
+    b = len(x) // n
+    return 20 * np.log10(np.sqrt(np.mean(x[: b * n].astype(np.float64).reshape(b, n) ** 2, axis=1)) + 1e-12)
+
+
 @pytest.mark.slow
 def test_latency_bench_answers_every_question_and_breaks_the_latency_down(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
-    report = run_latency_bench(turns=2, clocks=["offline"], out=out)
+    report = run_latency_bench(turns=2, clocks=["offline"], out=out, audio_dir=tmp_path / "audio")
 
     saved = json.loads(out.read_text())
     summary = saved["summary"]["offline"]
@@ -30,16 +38,38 @@ def test_latency_bench_answers_every_question_and_breaks_the_latency_down(tmp_pa
     assert second_start - first_end >= 7.0
     assert len(raw["eot_score"]) == raw["turns_taken"] == 2
     assert len(raw["user_text"]) == 2 and all(t.strip() for t in raw["user_text"])  # what was heard
-    assert summary["over_800_ms"] == sum(1 for v in raw["latency_ms"] if v > 800) == len(raw["slow_turns"])
+    assert summary["over_800_ms"] == sum(1 for v in raw["audible_ms"] if v > 800) == len(raw["slow_turns"])
     for slow in raw["slow_turns"]:  # each slow answer keeps the events that explain it
         assert any(e["type"] == "turn.taken" for e in slow["events"])
-    for latency, endpointing in zip(raw["latency_ms"], raw["endpointing"], strict=True):
+
+    # What a listener waits, read back from the audio the bench wrote: from the last
+    # audible 10 ms block (-40 dBFS) of each question to the first of its answer.
+    user, in_rate = sf.read(str(tmp_path / "audio" / "offline" / "user.wav"), dtype="float32")
+    agent, out_rate = sf.read(str(tmp_path / "audio" / "offline" / "agent.wav"), dtype="float32")
+    heard = np.flatnonzero(_blocks_db(user, in_rate) > -40.0) * 10.0
+    sounded = np.flatnonzero(_blocks_db(agent, out_rate) > -40.0) * 10.0
+    for i, (_, end_s) in enumerate(raw["speech_spans_s"]):
+        real_end = 1000.0 * end_s
+        assert real_end - 10.0 in heard and not np.any((heard >= real_end) & (heard < real_end + 2000.0))
+        first_sound = sounded[sounded >= real_end][0]
+        assert raw["first_audible_ms"][i] == pytest.approx(first_sound)
+        assert raw["audible_ms"][i] == pytest.approx(first_sound - real_end)
+
+    # The parts add up to it; the event's latency holds the stages.
+    for i, audible in enumerate(raw["audible_ms"]):
+        lag, event, lead = (raw[k][i] for k in PARTS)
+        assert lag + event + lead == pytest.approx(audible)
+        assert 0 < lag < 300  # the VAD lets go of the last word a little late
+        assert 0 <= lead <= 40  # the first chunk sounds at once (no synthesized silence)
         # Audio comes after the turn is taken, and the turn after some silence.
-        assert 0 < endpointing <= latency < 5000
+        assert 0 < raw["endpointing"][i] <= event < 5000
     for stage in STAGES:
         assert all(v > 0 for v in raw[stage]), stage  # every stage measured for every answer
+    for name in ("audible_ms", *PARTS):
+        assert summary[name]["p50"] == pytest.approx(float(np.median(raw[name])))
     assert summary["tick_rtf_while_speaking"]["p99"] > 0
     assert report["table"].splitlines()[2].startswith("| offline | 2/2 |")
+    assert "audible p50" in report["table"] and "endpoint lag" in report["table"] and "lead-in" in report["table"]
     assert saved["user"] == "waits for each answer"
 
 

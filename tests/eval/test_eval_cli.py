@@ -69,7 +69,8 @@ def test_eval_run_then_compare(tmp_path, capsys):
     assert "TOR smooth turn" in capsys.readouterr().out
     assert _main(["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     table = capsys.readouterr().out
-    assert "response latency p50 / p95 (audio)" in table and "scripted" in table
+    assert "response latency p50 / p95 (audible)" in table and "scripted" in table
+    assert "endpoint lag" in table and "lead-in" in table
     assert _main(["eval", "fdb-export", str(tmp_path / "a"), str(tmp_path / "fdb")]) == 0
     assert (tmp_path / "fdb" / "smooth_turn_taking" / "1" / "turn_taking.json").is_file()
 
