@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from duplex.audio.level import speech_span_ms
 from duplex.audio.resample import resample
 from duplex.audio.wav import write_wav
 from duplex.bench.speech import speak
@@ -33,19 +34,18 @@ def _words(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def question_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    audio = np.concatenate(
-        [np.zeros(8000, np.float32), speak("What is the capital of France?", "en-us+f3"), np.zeros(16000 * 6, np.float32)]
-    )
+    question = speak("What is the capital of France?", "en-us+f3")
+    audio = np.concatenate([np.zeros(8000, np.float32), question, np.zeros(16000 * 6, np.float32)])
     wav = tmp / "question.wav"
     write_wav(wav, audio, 16000)
     out = tmp / "out"
     proc = _run("run", str(wav), "--out", str(out), "--quiet")
-    return proc, out
+    return proc, out, question
 
 
 @pytest.mark.slow
 def test_spoken_question_gets_a_spoken_relevant_answer(question_run):
-    proc, out = question_run
+    proc, out, question = question_run
     assert proc.returncode == 0, proc.stderr
     for name in ("conversation.wav", "events.jsonl", "timeline.png", "summary.json"):
         assert (out / name).stat().st_size > 0, name
@@ -58,6 +58,18 @@ def test_spoken_question_gets_a_spoken_relevant_answer(question_run):
     assert "paris" in _words(done[0]["text"]), done[0]["text"]  # relevant, not just any speech
     summary = json.loads((out / "summary.json").read_text())
     assert summary["turns"] == 1 and summary["responses"] == 1
+    # The headline is what a listener waits: from the question's last audible 10 ms
+    # block (-40 dBFS, in the input we made) to the answer's first audible sample.
+    real_end = 500.0 + speech_span_ms(question, 16000)[1]
+    (heard,) = summary["audible_by_response_ms"]
+    started = next(e for e in events if e["type"] == "agent.audio.started")
+    assert heard["endpoint_lag_ms"] == pytest.approx(started["t_ms"] - started["latency_ms"] - real_end)
+    assert heard["event_latency_ms"] == pytest.approx(started["latency_ms"])
+    assert 0 <= heard["lead_in_ms"] <= 40  # the answer sounds as soon as it is played
+    parts = heard["endpoint_lag_ms"] + heard["event_latency_ms"] + heard["lead_in_ms"]
+    assert heard["audible_ms"] == pytest.approx(parts)
+    assert summary["response_latency_ms"]["p50"] == pytest.approx(heard["audible_ms"])
+    assert "response latency p50 / p95 (audible)" in proc.stdout and "lead-in" in proc.stdout
 
 
 @pytest.mark.slow
@@ -65,7 +77,7 @@ def test_agent_audio_says_what_its_transcript_says(question_run):
     """The agent channel, transcribed by the ASR, matches the agent.audio.done text."""
     from duplex.models.asr_whisper import WhisperRecognizer
 
-    proc, out = question_run
+    proc, out, _ = question_run
     assert proc.returncode == 0, proc.stderr
     data, rate = sf.read(str(out / "conversation.wav"), dtype="float32")
     assert data.shape[1] == 2

@@ -3,9 +3,9 @@ first audible sample of a played track.
 
 A listener's latency runs from the last sound they made to the first sound they
 hear, so both ends are read from audio with one rule: a 10 ms block whose RMS is
-above ``AUDIBLE_DB`` dBFS is audible. Blocks lie on a grid from sample 0 of the
-samples given (for a track in stream time: from stream time 0), so the first
-audible block of a track starts at a multiple of ``BLOCK_MS``.
+above ``AUDIBLE_DB`` dBFS is audible. Blocks are laid from where the sound of
+interest may begin: the start of a clip (the user's question) or of a response's
+first played frame, so a block never straddles silence before it.
 """
 
 from __future__ import annotations
@@ -45,24 +45,26 @@ def first_audible_ms(
     end_ms: float | None = None,
     threshold_db: float = AUDIBLE_DB,
 ) -> float | None:
-    """Start (ms from sample 0) of the first audible block of ``track`` that starts in
-    [``start_ms``, ``end_ms``); None when there is none."""
-    n = max(1, int(round(rate * BLOCK_MS / 1000.0)))
-    a = max(0, int(np.ceil(start_ms / BLOCK_MS - 1e-9)))
-    last = len(track) // n if end_ms is None else min(len(track) // n, int(np.ceil(end_ms / BLOCK_MS - 1e-9)))
-    if last <= a:
+    """Start (ms from sample 0 of ``track``) of the first audible 10 ms block in
+    [``start_ms``, ``end_ms``), the blocks laid from ``start_ms`` on (where the sound of
+    interest may begin, so no block straddles it); None when there is none."""
+    first = max(0, int(round(start_ms * rate / 1000.0)))
+    last = len(track) if end_ms is None else min(len(track), int(round(end_ms * rate / 1000.0)))
+    if last <= first:
         return None
-    idx = np.flatnonzero(block_db(track[a * n : last * n], rate) > threshold_db)
-    return float((a + idx[0]) * BLOCK_MS) if len(idx) else None
+    idx = np.flatnonzero(block_db(track[first:last], rate) > threshold_db)
+    n = max(1, int(round(rate * BLOCK_MS / 1000.0)))
+    return (first + int(idx[0]) * n) * 1000.0 / rate if len(idx) else None
 
 
 class AudibleOnsets:
     """The stream time of each response's first audible sample, from its output frames
     as they are played (``agent.audio`` events: stream time and samples).
 
-    Frames of one response are laid on the stream-time block grid (a gap between
-    frames is silence); once a response's first audible block is found its frames
-    are no longer kept, so memory stays bounded however long a session runs.
+    A response's 10 ms blocks are laid from the start of its first played frame (the
+    ``agent.audio.started`` frame), so its onset is never before that frame; a gap
+    between frames is silence. Once a response's first audible block is found its
+    frames are no longer kept, so memory stays bounded however long a session runs.
     """
 
     def __init__(self, rate: int, threshold_db: float = AUDIBLE_DB) -> None:
@@ -80,15 +82,14 @@ class AudibleOnsets:
         if response_id in self.onsets_ms or not len(samples):
             return None
         at = int(round(t_ms * self.rate / 1000.0))
-        start, buf = self._pending.get(response_id, ((at // self._block) * self._block, np.zeros(0, np.float32)))
+        start, buf = self._pending.get(response_id, (at, np.zeros(0, np.float32)))
         gap = at - (start + len(buf))
         if gap < 0:  # a frame again over samples already laid: keep the later one
             buf = buf[: max(0, at - start)]
             gap = 0
         buf = np.concatenate([buf, np.zeros(gap, np.float32), np.asarray(samples, np.float32)])
         whole = (len(buf) // self._block) * self._block
-        db = block_db(buf[:whole], self.rate)
-        loud = np.flatnonzero(db > self.threshold_db)
+        loud = np.flatnonzero(block_db(buf[:whole], self.rate) > self.threshold_db)
         if len(loud):
             onset = (start + int(loud[0]) * self._block) * 1000.0 / self.rate
             self.onsets_ms[response_id] = onset

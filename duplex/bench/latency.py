@@ -80,6 +80,7 @@ def _collect(
     for e in starts:
         real_end = 1000.0 * real_end_s(user.speech_spans, (e.t_ms - e.latency_ms) / 1000.0)
         parts.append(audible_parts(e, onsets.onsets_ms.get(e.response_id), real_end))
+    out["started_ms"] = [e.t_ms for e in starts]  # each answer's first frame out
     out["first_audible_ms"] = [onsets.onsets_ms.get(e.response_id, math.nan) for e in starts]
     for name in ("audible_ms", *PARTS):
         out[name] = [p[name] for p in parts]

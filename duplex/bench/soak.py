@@ -61,14 +61,14 @@ def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None 
                     onset = onsets.feed(e.response_id, e.t_ms, e.samples)
                     if onset is None or e.response_id not in started:
                         continue
-                    first, heard = started.pop(e.response_id)
-                    real_end = 1000.0 * real_end_s(user.speech_spans, (first.t_ms - first.latency_ms) / 1000.0)
-                    parts = audible_parts(first, onset, real_end)
+                    begun, heard = started.pop(e.response_id)
+                    real_end = 1000.0 * real_end_s(user.speech_spans, (begun.t_ms - begun.latency_ms) / 1000.0)
+                    parts = audible_parts(begun, onset, real_end)
                     latencies.append(parts["audible_ms"])
-                    stages.append({**{k: parts[k] for k in PARTS}, **first.breakdown_ms})
+                    stages.append({**{k: parts[k] for k in PARTS}, **begun.breakdown_ms})
                     if not parts["audible_ms"] <= SLOW_MS:
                         slow.append({
-                            "stream_min": round(first.t_ms / 60_000, 2),
+                            "stream_min": round(begun.t_ms / 60_000, 2),
                             "latency_ms": parts["audible_ms"],
                             **{k: parts[k] for k in PARTS},
                             "heard": heard.text if heard is not None else "",

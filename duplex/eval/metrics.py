@@ -277,6 +277,13 @@ def _speaking_at(resps: list[Response], t_ms: float) -> bool:
     return any(r.start_ms <= t_ms and (r.done_ms is None or r.done_ms > t_ms) for r in resps)
 
 
+def _first_start(events: list[dict], a: float, b: float) -> dict | None:
+    """The first ``agent.audio.started`` in [a, b)."""
+    return next(
+        (e for e in events if e["type"] == "agent.audio.started" and a <= e["t_ms"] < b), None
+    )
+
+
 def judge(
     trial: Trial,
     exp: Expectation,
@@ -313,13 +320,11 @@ def judge(
         words = chunks_in(chunks, a, b)
         out.took_turn = fdb_takes_turn(words)
         if out.took_turn:
-            audible = first_audible_ms(trial.agent, trial.out_rate, a, b)
+            ev = _first_start(events, a, b)
+            # The answer's blocks are laid from its first frame (see duplex.audio.level).
+            audible = first_audible_ms(trial.agent, trial.out_rate, ev["t_ms"] if ev else a, b)
             t0 = audible if audible is not None else words[0].start_s * 1000.0
             out.response_latency_ms = t0 - end
-            ev = next(
-                (e for e in events if e["type"] == "agent.audio.started" and a <= e["t_ms"] < b),
-                None,
-            )
             if ev is not None:
                 latency = float(ev.get("latency_ms", ev["t_ms"] - end))
                 out.response_latency_event_ms = latency
@@ -370,7 +375,9 @@ def judge(
         words = chunks_in(chunks, end, out.window_ms[1])
         out.took_turn = fdb_takes_turn(words)
         if out.took_turn:
-            audible = first_audible_ms(trial.agent, trial.out_rate, end, out.window_ms[1])
+            ev = _first_start(events, end, out.window_ms[1])
+            start = ev["t_ms"] if ev else end
+            audible = first_audible_ms(trial.agent, trial.out_rate, start, out.window_ms[1])
             t0 = audible if audible is not None else words[0].start_s * 1000.0
             out.response_latency_ms = max(0.0, t0 - end)
         if speaking and not out.stopped:

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from duplex.audio.conversation_writer import ConversationWriter
+from duplex.audio.level import AudibleOnsets
 from duplex.audio.resample import resample
 from duplex.audio.wav import read_wav
 from duplex.config import Config
-from duplex.events import AUDIO_EVENT_TYPES, AgentAudioDone, Event
+from duplex.events import AUDIO_EVENT_TYPES, AgentAudio, AgentAudioDone, Event
 from duplex.models.base import DuplexModel
 from duplex.report.summary import summarize
 from duplex.runtime.runtime import Runtime
@@ -66,6 +67,7 @@ def run_file(
     runtime = Runtime(config, model=model, clock="offline")
     try:
         events: list[dict] = []
+        onsets = AudibleOnsets(config.audio.output_sample_rate)  # each response's first audible sample
         with ConversationWriter(
             out / "conversation.wav",
             input_rate=config.audio.input_sample_rate,
@@ -76,6 +78,8 @@ def run_file(
 
             def drain() -> None:
                 for e in session.channel.drain():
+                    if isinstance(e, AgentAudio):
+                        onsets.feed(e.response_id, e.t_ms, e.samples)
                     _log_event(e, events, log_file)
                     if e.type == AgentAudioDone.type:
                         wav.sync()  # a crash loses at most the turn in progress
@@ -87,7 +91,14 @@ def run_file(
 
             runtime.run_offline(session, audio, tail_s=tail_s, on_frame=on_frame)
             drain()
-        summary = summarize(events, session.metrics.summary(), duration_s=session.t_ms / 1000.0)
+        summary = summarize(
+            events,
+            session.metrics.summary(),
+            duration_s=session.t_ms / 1000.0,
+            user=audio,
+            user_rate=config.audio.input_sample_rate,
+            onsets_ms=onsets.onsets_ms,
+        )
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         if plot:
             from duplex.report.timeline import plot_timeline

@@ -60,3 +60,12 @@ def test_each_response_has_an_onset_of_its_own() -> None:
     onsets.feed("a", 0.0, np.concatenate([silence(20), tone(12)]))
     onsets.feed("b", 3200.0, tone(32))
     assert onsets.onsets_ms == {"a": 20.0, "b": 3200.0}
+
+
+def test_a_response_is_never_heard_before_its_first_frame() -> None:
+    """Blocks are laid from the frame the answer starts in, not from stream time 0."""
+    onsets = AudibleOnsets(RATE)
+    assert onsets.feed("r", 896.0, tone(32)) == pytest.approx(896.0)
+    track = np.concatenate([silence(896), tone(100)])
+    assert first_audible_ms(track, RATE, start_ms=896.0) == pytest.approx(896.0)
+    assert first_audible_ms(track, RATE) == pytest.approx(890.0)  # a block straddling its start

@@ -46,12 +46,16 @@ def test_latency_bench_answers_every_question_and_breaks_the_latency_down(tmp_pa
     # audible 10 ms block (-40 dBFS) of each question to the first of its answer.
     user, in_rate = sf.read(str(tmp_path / "audio" / "offline" / "user.wav"), dtype="float32")
     agent, out_rate = sf.read(str(tmp_path / "audio" / "offline" / "agent.wav"), dtype="float32")
-    heard = np.flatnonzero(_blocks_db(user, in_rate) > -40.0) * 10.0
-    sounded = np.flatnonzero(_blocks_db(agent, out_rate) > -40.0) * 10.0
-    for i, (_, end_s) in enumerate(raw["speech_spans_s"]):
+    spans = zip(raw["question_spans_s"], raw["speech_spans_s"], raw["started_ms"], strict=True)
+    for i, ((asked_s, clip_end_s), (_, end_s), start_ms) in enumerate(spans):
+        q, q_end = round(asked_s * in_rate), round(clip_end_s * in_rate)
+        heard = np.flatnonzero(_blocks_db(user[q:q_end], in_rate) > -40.0)  # blocks from its start
         real_end = 1000.0 * end_s
-        assert real_end - 10.0 in heard and not np.any((heard >= real_end) & (heard < real_end + 2000.0))
-        first_sound = sounded[sounded >= real_end][0]
+        assert asked_s * 1000.0 + (heard[-1] + 1) * 10.0 == pytest.approx(real_end)  # its last audible block
+        assert not np.any(user[q_end : q_end + in_rate])  # then the user is silent
+        a = round(start_ms * out_rate / 1000)
+        assert not np.any(agent[round(real_end * out_rate / 1000) : a])  # the agent silent till then
+        first_sound = start_ms + np.flatnonzero(_blocks_db(agent[a:], out_rate) > -40.0)[0] * 10.0
         assert raw["first_audible_ms"][i] == pytest.approx(first_sound)
         assert raw["audible_ms"][i] == pytest.approx(first_sound - real_end)
 

@@ -28,4 +28,7 @@ def test_a_soak_names_what_it_heard_before_each_slow_answer() -> None:
     slow = report["slow_answers"]
     assert slow and len(slow) == report["responses"]
     assert all(a["latency_ms"] > 800 and a["heard"] and a["eot_score"] is not None for a in slow)
+    for a in slow:  # audible: the VAD's lag, the event's latency and the lead-in add up to it
+        assert a["endpoint_lag_ms"] + a["event_latency_ms"] + a["lead_in_ms"] == a["latency_ms"]
+        assert a["event_latency_ms"] >= 900 - 32 and a["lead_in_ms"] >= 0
     assert report["slow_answers"] == sorted(slow, key=lambda a: a["stream_min"])
