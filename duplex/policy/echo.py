@@ -43,6 +43,7 @@ __all__ = [
     "ENGINES",
     "EchoCanceller",
     "EchoEstimator",
+    "IdleBypass",
     "NullEchoCanceller",
     "SpeexEchoCanceller",
     "WebRtcEchoCanceller",
@@ -309,13 +310,58 @@ ENGINES = {
 }
 
 
+class IdleBypass:
+    """Hands the microphone through untouched while the agent has been silent for
+    ``hold_ms``: there is no echo to cancel then, and the canceller's own delay (a
+    16 ms block for speex and webrtc) would make every end of the user's speech, and
+    so every answer, that much later. The inner canceller still sees every frame, so
+    it stays adapted; from the first frame the agent plays, its output is used again.
+
+    At each switch the cleaned signal moves by the canceller's delay (16 ms of input
+    heard twice when the agent starts, skipped ``hold_ms`` after it stops): both
+    fall where the user is usually silent.
+    """
+
+    def __init__(self, inner: EchoCanceller, hold_ms: float) -> None:
+        self.inner = inner
+        self.sample_rate = inner.sample_rate
+        self.frame_samples = inner.frame_samples
+        self._hold = int(hold_ms * inner.sample_rate / 1000)
+        self._quiet = self._hold  # samples since the agent last played
+        self.latency_samples = 0  # of the frame last returned
+
+    @property
+    def bypassing(self) -> bool:
+        """The agent has been silent long enough: the microphone passes untouched."""
+        return self._quiet >= self._hold
+
+    def process(self, mic: np.ndarray, played: np.ndarray) -> np.ndarray:
+        out = self.inner.process(mic, played)
+        self._quiet = 0 if np.any(played) else self._quiet + len(played)
+        if self.bypassing:
+            self.latency_samples = 0
+            return np.asarray(mic, np.float32).copy()
+        self.latency_samples = self.inner.latency_samples
+        return out
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self._quiet = self._hold
+        self.latency_samples = 0
+
+
 def make_echo_canceller(
-    engine: str = "webrtc", sample_rate: int = 16000, frame_samples: int = 512, **opts: Any
+    engine: str = "webrtc",
+    sample_rate: int = 16000,
+    frame_samples: int = 512,
+    idle_bypass_ms: float = 0.0,
+    **opts: Any,
 ) -> EchoCanceller:
     """Build the echo canceller named ``engine`` ("webrtc", "speex" or "none").
 
-    ``opts`` go to the backend's constructor (e.g. ``stream_delay_ms`` for webrtc,
-    ``tail_ms`` for speex).
+    ``idle_bypass_ms`` > 0 wraps it in ``IdleBypass``: untouched input once the agent
+    has been silent that long. ``opts`` go to the backend's constructor (e.g.
+    ``stream_delay_ms`` for webrtc, ``tail_ms`` for speex).
 
     Raises:
         ConfigError: unknown engine or option.
@@ -327,9 +373,12 @@ def make_echo_canceller(
         raise ConfigError(f"unknown echo canceller {engine!r}; choose one of webrtc, speex, none")
     cls = ENGINES[key]
     try:
-        return cls(sample_rate, frame_samples, **opts)  # type: ignore[no-any-return]
+        inner: EchoCanceller = cls(sample_rate, frame_samples, **opts)
     except TypeError as exc:
         raise ConfigError(f"bad option for echo canceller {key!r}: {exc}") from exc
+    if idle_bypass_ms > 0 and key not in ("none", "off", "null"):
+        return IdleBypass(inner, idle_bypass_ms)
+    return inner
 
 
 def frame_db(frame: np.ndarray) -> float:

@@ -85,7 +85,9 @@ class Session:
         # Every event as it is emitted, from any thread (a server recording's events.jsonl).
         self.event_log = event_log
         # Echo: the agent's output, as played, is the canceller's reference.
-        self.echo = make_echo_canceller(config.echo.engine, config.audio.input_sample_rate, self.frame_samples)
+        self.echo = make_echo_canceller(
+            config.echo.engine, config.audio.input_sample_rate, self.frame_samples, config.echo.idle_bypass_ms
+        )
         self.echo_guard = EchoEstimator(margin_db=config.echo.guard_margin_db, dt_corr=config.echo.double_talk_corr) if config.echo.guard else None
         self._played = np.zeros(self.frame_samples, np.float32)
         self._to_input_rate = StreamResampler(config.audio.output_sample_rate, config.audio.input_sample_rate)

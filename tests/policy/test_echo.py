@@ -307,3 +307,22 @@ def test_double_talk_is_heard_at_the_echo_level_before_cancellation_converges(sp
     echo_only = slice(int(1.0 * SR) // FRAME, k)
     assert envelope[echo_only].mean() > 0.95  # the agent's echo alone stays explained
     assert (~envelope[k:][user]).mean() > (~level[k:][user]).mean() + 0.2
+
+
+def test_the_microphone_passes_untouched_while_the_agent_is_silent() -> None:
+    """Speex delays what it cleans by a 16 ms block: while there is no echo to cancel
+    (the agent silent past ``hold_ms``) the user's speech must not wait for it."""
+    rng = np.random.default_rng(0)
+    aec = make_echo_canceller("speex", SR, FRAME, idle_bypass_ms=600)
+    silent = np.zeros(FRAME, np.float32)
+    voice = [(0.1 * rng.standard_normal(FRAME)).astype(np.float32) for _ in range(60)]
+    for f in voice[:10]:  # no agent yet: untouched, to the sample
+        np.testing.assert_array_equal(aec.process(f, silent), f)
+    assert aec.latency_samples == 0
+    played = (0.3 * rng.standard_normal(FRAME)).astype(np.float32)
+    out = aec.process(voice[10], played)  # the agent speaks: cancelled (and delayed)
+    assert not np.array_equal(out, voice[10]) and aec.latency_samples == 256
+    held = [aec.process(f, silent) for f in voice[11:29]]  # 18 frames = 576 ms < 600 ms
+    assert not any(np.array_equal(h, f) for h, f in zip(held, voice[11:29], strict=True))
+    np.testing.assert_array_equal(aec.process(voice[29], silent), voice[29])  # the tail is past
+    assert make_echo_canceller("none", SR, FRAME, idle_bypass_ms=600).__class__ is NullEchoCanceller
