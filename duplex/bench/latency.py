@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from duplex.audio.conversation_writer import AGENT_ONLY, USER_ONLY, write_conversation
 from duplex.audio.level import AudibleOnsets
 from duplex.bench.speech import conversation, questions
 from duplex.bench.user import FixedTimelineUser, WaitingUser
@@ -149,10 +150,8 @@ class Tape:
         self._agent.append((t_ms, samples))
 
     def write(self, folder: Path) -> None:
-        """``user.wav`` (input rate) and ``agent.wav`` (output rate), both from stream time 0."""
-        import soundfile as sf
-
-        folder.mkdir(parents=True, exist_ok=True)
+        """``user.wav`` (input rate) and ``agent.wav`` (output rate), both from stream time 0,
+        through the one conversation writer."""
         user = np.concatenate(self._user) if self._user else np.zeros(0, np.float32)
         n = int(round(len(user) * self.out_rate / self.in_rate))
         for t_ms, x in self._agent:
@@ -161,8 +160,9 @@ class Tape:
         for t_ms, x in self._agent:
             at = int(round(t_ms * self.out_rate / 1000.0))
             agent[at : at + len(x)] = x
-        sf.write(str(folder / "user.wav"), user, self.in_rate, subtype="FLOAT")
-        sf.write(str(folder / "agent.wav"), agent, self.out_rate, subtype="FLOAT")
+        rates = {"input_rate": self.in_rate, "output_rate": self.out_rate}
+        write_conversation(folder / "user.wav", user=user, agent=None, channels=USER_ONLY, rate=self.in_rate, **rates)
+        write_conversation(folder / "agent.wav", user=None, agent=agent, channels=AGENT_ONLY, **rates)
 
 
 def run_offline(
