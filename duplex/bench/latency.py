@@ -73,13 +73,29 @@ def audible_parts(start: AgentAudioStarted, onset_ms: float | None, real_end_ms:
 
 
 def _collect(
-    events: list[Any], onsets: AudibleOnsets, user: WaitingUser | FixedTimelineUser
+    events: list[Any],
+    onsets: AudibleOnsets,
+    user: WaitingUser | FixedTimelineUser,
+    filled: list[tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
+    """The bench's figures from a run's events. ``filled``: (user time s, silence the
+    engine had ticked in by then, s) as the real-time run went; the user's speech is
+    placed in stream time with it (offline: none)."""
     starts = [e for e in events if isinstance(e, AgentAudioStarted)]
-    out: dict[str, Any] = {"question_spans_s": user.spans, "speech_spans_s": user.speech_spans}
+    spans = user.speech_spans
+    if filled:
+        times = np.array([t for t, _ in filled])
+        extra = np.array([x for _, x in filled])
+
+        def ahead(t_s: float) -> float:
+            i = int(np.searchsorted(times, t_s, side="right")) - 1
+            return float(extra[max(0, i)])
+
+        spans = [(a + ahead(a), b + ahead(b)) for a, b in spans]
+    out: dict[str, Any] = {"question_spans_s": user.spans, "speech_spans_s": spans}
     parts = []
     for e in starts:
-        real_end = 1000.0 * real_end_s(user.speech_spans, (e.t_ms - e.latency_ms) / 1000.0)
+        real_end = 1000.0 * real_end_s(spans, (e.t_ms - e.latency_ms) / 1000.0)
         parts.append(audible_parts(e, onsets.onsets_ms.get(e.response_id), real_end))
     out["started_ms"] = [e.t_ms for e in starts]  # each answer's first frame out
     out["first_audible_ms"] = [onsets.onsets_ms.get(e.response_id, math.nan) for e in starts]
@@ -194,20 +210,31 @@ def run_realtime(
         events: list[Any] = []
         onsets = AudibleOnsets(config.audio.output_sample_rate)
         n = s.frame_samples
+        rate = config.audio.input_sample_rate
         t0 = time.monotonic()
         sent = 0
+        # A starved sender (a loaded machine) lets the engine tick in silence, and stream
+        # time runs ahead of the user's clock: keep track, to place the user's speech.
+        filled: list[tuple[float, float]] = []
+        seen = 0
         while not user.finished:
+            now_filled = s.filled_input_samples
+            if not filled or now_filled != seen:
+                if tape is not None:
+                    tape.user(np.zeros(now_filled - seen, np.float32))  # where the engine put it
+                filled.append((sent / rate, now_filled / rate))
+                seen = now_filled
             frame = user.frame(n)
             if tape is not None:
                 tape.user(frame)
             s.push_audio(frame)
             sent += n
             _hear(s, user, events, onsets, tape)
-            due = t0 + sent / config.audio.input_sample_rate
+            due = t0 + sent / rate
             time.sleep(max(0.0, due - time.monotonic()))
         time.sleep(0.3)
         _hear(s, user, events, onsets, tape)
-        return _collect(events, onsets, user), s.metrics.summary()
+        return _collect(events, onsets, user, filled), s.metrics.summary()
     finally:
         rt.close()
 

@@ -177,6 +177,7 @@ class Engine:
                     if now - s.last_input_wall < fill_after_s:
                         continue  # jitter: wait for the client's next packet
                     frame = np.zeros(s.frame_samples, np.float32)
+                    s.filled_input_samples += s.frame_samples
                 w.frames.put(frame)
                 # Catch up when a client sent a burst.
                 if s.input_backlog() > 4 * s.frame_samples:

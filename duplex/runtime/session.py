@@ -76,6 +76,9 @@ class Session:
         self.dropped_input_samples = 0
         self._drops_unreported = 0  # input.dropped events: at most one a second
         self._drops_reported_wall = 0.0
+        # Silence the engine ticked in because the client sent nothing for a while:
+        # stream time runs this far ahead of the client's own count of samples sent.
+        self.filled_input_samples = 0
         self.last_input_wall = time.monotonic()
         self.trace: list[tuple[float, float, str, float]] | None = None  # (t_ms, vad, state, out_rms)
         # Given every tick's input frame and output frame, in stream time (``duplex run``,
