@@ -206,8 +206,9 @@ class EchoConfig:
     guard_margin_db: float = 10.0
     double_talk_corr: float = 0.7  # envelope correlation with the played audio below which the user talks over it; 0: off
     # The microphone passes untouched once the agent has been silent this long (past the
-    # echo tail): the canceller's 16 ms delay would make every end of speech later. 0: never.
-    idle_bypass_ms: float = 600.0
+    # echo tail and the gaps inside an answer), from a quiet frame on: the canceller's
+    # 16 ms delay would make every end of speech later. 0: never.
+    idle_bypass_ms: float = 1500.0
 
 
 @dataclass

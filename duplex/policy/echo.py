@@ -318,26 +318,28 @@ class IdleBypass:
     it stays adapted; from the first frame the agent plays, its output is used again.
 
     At each switch the cleaned signal moves by the canceller's delay (16 ms of input
-    heard twice when the agent starts, skipped ``hold_ms`` after it stops): both
-    fall where the user is usually silent.
+    heard twice when the agent starts, skipped when the bypass begins). The bypass
+    begins only on a quiet microphone frame (below ``quiet_db``), so the skip falls
+    between the user's words; a noisy room keeps the canceller.
     """
 
-    def __init__(self, inner: EchoCanceller, hold_ms: float) -> None:
+    def __init__(self, inner: EchoCanceller, hold_ms: float, quiet_db: float = -45.0) -> None:
         self.inner = inner
         self.sample_rate = inner.sample_rate
         self.frame_samples = inner.frame_samples
+        self.quiet_db = quiet_db
         self._hold = int(hold_ms * inner.sample_rate / 1000)
         self._quiet = self._hold  # samples since the agent last played
+        self.bypassing = True  # the microphone passes untouched
         self.latency_samples = 0  # of the frame last returned
-
-    @property
-    def bypassing(self) -> bool:
-        """The agent has been silent long enough: the microphone passes untouched."""
-        return self._quiet >= self._hold
 
     def process(self, mic: np.ndarray, played: np.ndarray) -> np.ndarray:
         out = self.inner.process(mic, played)
         self._quiet = 0 if np.any(played) else self._quiet + len(played)
+        if self._quiet < self._hold:
+            self.bypassing = False
+        elif not self.bypassing and frame_db(mic) < self.quiet_db:
+            self.bypassing = True
         if self.bypassing:
             self.latency_samples = 0
             return np.asarray(mic, np.float32).copy()
@@ -347,6 +349,7 @@ class IdleBypass:
     def reset(self) -> None:
         self.inner.reset()
         self._quiet = self._hold
+        self.bypassing = True
         self.latency_samples = 0
 
 

@@ -324,5 +324,9 @@ def test_the_microphone_passes_untouched_while_the_agent_is_silent() -> None:
     assert not np.array_equal(out, voice[10]) and aec.latency_samples == 256
     held = [aec.process(f, silent) for f in voice[11:29]]  # 18 frames = 576 ms < 600 ms
     assert not any(np.array_equal(h, f) for h, f in zip(held, voice[11:29], strict=True))
-    np.testing.assert_array_equal(aec.process(voice[29], silent), voice[29])  # the tail is past
+    # The tail is past, but the user is talking: the switch waits for a quiet frame.
+    assert not np.array_equal(aec.process(voice[29], silent), voice[29])
+    quiet = (0.001 * rng.standard_normal(FRAME)).astype(np.float32)  # -60 dBFS
+    np.testing.assert_array_equal(aec.process(quiet, silent), quiet)
+    np.testing.assert_array_equal(aec.process(voice[30], silent), voice[30])
     assert make_echo_canceller("none", SR, FRAME, idle_bypass_ms=600).__class__ is NullEchoCanceller
