@@ -207,8 +207,10 @@ class EchoConfig:
     double_talk_corr: float = 0.7  # envelope correlation with the played audio below which the user talks over it; 0: off
     # The microphone passes untouched once the agent has been silent this long (past the
     # echo tail and the gaps inside an answer), from a quiet frame on: the canceller's
-    # 16 ms delay would make every end of speech later. 0: never.
-    idle_bypass_ms: float = 1500.0
+    # 16 ms delay makes every end of speech later. 0 (the default): never. Off until the
+    # turn-taker's levels and the recognizer are checked on unprocessed input: with 1500,
+    # two behaviour tests change (a soft-start turn, a transcript) (models/aec.md).
+    idle_bypass_ms: float = 0.0
 
 
 @dataclass
