@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import threading
 from dataclasses import dataclass
+from typing import Self
 
 import psutil
 
@@ -35,21 +36,16 @@ def memory_now(collect: bool = False) -> MemorySample:
     return MemorySample(m.rss / 2**20, m.uss / 2**20, getattr(m, "pss", 0) / 2**20)
 
 
-class PeakMemory:
-    """Samples this process's memory on a thread of its own until stopped; keeps the peaks.
+class PeriodicSampler:
+    """Calls ``sample()`` every ``interval_s`` on a thread of its own, from ``with`` entry
+    to exit. Subclasses say what a sample reads and keeps."""
 
-    Args:
-        interval_s: seconds between readings (a reading walks the process's page maps:
-            some milliseconds).
-    """
-
-    def __init__(self, interval_s: float = 0.5) -> None:
+    def __init__(self, interval_s: float, name: str) -> None:
         self.interval_s = interval_s
         self._stop = threading.Event()
-        self._peak = memory_now()
-        self._thread = threading.Thread(target=self._run, name="bench-memory", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -59,7 +55,26 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._note(memory_now())
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class PeakMemory(PeriodicSampler):
+    """Samples this process's memory on a thread of its own until stopped; keeps the peaks.
+
+    Args:
+        interval_s: seconds between readings (a reading walks the process's page maps:
+            some milliseconds).
+    """
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        super().__init__(interval_s, "bench-memory")
+        self._peak = memory_now()
+
+    def sample(self) -> None:
+        self._note(memory_now())
 
     def _note(self, m: MemorySample) -> None:
         p = self._peak

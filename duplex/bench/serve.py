@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import numpy as np
 import websockets
 
 from duplex.audio.frame import float_to_pcm16
-from duplex.bench.memory import PeakMemory, memory_now
+from duplex.bench.memory import PeakMemory, PeriodicSampler, memory_now
 from duplex.bench.speech import QUESTIONS, VOICES, speak
 from duplex.config import load_config
 from duplex.runtime.metrics import percentiles
@@ -94,30 +93,19 @@ async def _client(port: int, turns: list[np.ndarray], gap_s: float, offset_s: fl
     return out
 
 
-class _TickWatch:
+class _TickWatch(PeriodicSampler):
     """Keeps the latest tick times of every session the runtime has open, read every
     ``interval_s`` (a session's own metrics go with it when it closes)."""
 
     def __init__(self, runtime: Runtime, interval_s: float = 0.5) -> None:
+        super().__init__(interval_s, "bench-ticks")
         self._runtime = runtime
-        self.interval_s = interval_s
         self._ticks: dict[str, tuple[list[float], int, int, float]] = {}  # id: (ms, ticks, overruns, budget)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-ticks", daemon=True)
 
-    def __enter__(self) -> _TickWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5.0)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            for sid, s in list(self._runtime.sessions.items()):
-                m = s.metrics
-                self._ticks[sid] = (list(m.tick_ms.values), m.ticks, m.overruns, m.budget_ms)
+    def sample(self) -> None:
+        for sid, s in list(self._runtime.sessions.items()):
+            m = s.metrics
+            self._ticks[sid] = (list(m.tick_ms.values), m.ticks, m.overruns, m.budget_ms)
 
     def summary(self) -> dict[str, Any]:
         """Tick real-time factor (compute / budget) over every session's ticks."""
