@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from duplex.transports.server import BackgroundServer
 
 
 class FakeChatServer:
@@ -70,3 +75,27 @@ class FakeChatServer:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+@contextmanager
+def scripted_server_over_chat() -> Iterator[tuple[BackgroundServer, FakeChatServer]]:
+    """A real-time ``duplex serve`` on 127.0.0.1 whose scripted session hears "What time
+    is it?" and whose LLM is a ``FakeChatServer`` reached through ``llm_openai_http``."""
+    from duplex.config import config_from_dict
+    from duplex.models.llm_openai_http import OpenAIHttpGenerator
+    from duplex.models.scripted import scripted_model
+    from duplex.runtime.runtime import Runtime
+    from duplex.transports.server import BackgroundServer
+
+    with FakeChatServer() as chat:
+        # No server-side echo canceller: the client plays the answers, not the server, and
+        # speex, adapted to one pure tone, mutes the next tone it hears (not speech).
+        cfg = config_from_dict({"models": {"kind": "scripted"}, "echo": {"engine": "none"}})
+        model = scripted_model(cfg, script=["What time is it?"])
+        model.stages.llm = lambda: OpenAIHttpGenerator(chat.base_url, model="fake", temperature=0.0)
+        runtime = Runtime(cfg, model=model, clock="realtime")
+        try:
+            with BackgroundServer(runtime) as server:
+                yield server, chat
+        finally:
+            runtime.close()

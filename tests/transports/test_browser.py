@@ -3,9 +3,6 @@ against ``duplex serve``'s server and the real default models."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,9 +11,7 @@ from duplex.bench.speech import speak
 from duplex.runtime.runtime import Runtime
 from duplex.transports.server import BackgroundServer
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
-
+from browser_page import CHROMIUM, page_turn
 
 TOKEN = "browser-test-token"  # the page takes it from its URL
 
@@ -31,39 +26,10 @@ def live_server():
 
 @pytest.mark.slow
 def test_browser_completes_a_spoken_turn_and_plays_the_answer(live_server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     # Chromium loops the file: speech, then a long silence so the agent can answer.
     mic = tmp_path / "mic.wav"
     write_wav(mic, np.concatenate([np.zeros(16000 * 3, np.float32), speak("What is the capital of France?", "en-us+f3"), np.zeros(16000 * 20, np.float32)]), 16000)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={mic}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 900, "height": 700})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{live_server.port}/?autostart=1&processing=off&token={TOKEN}")
-            # Polled with evaluate, not wait_for_function: the page's Content-Security-Policy
-            # (no eval) stays enforced, and the page must work under it.
-            for _ in range(300):
-                if page.evaluate("window.duplexStats && window.duplexStats.agentTexts.length > 0"):
-                    break
-                page.wait_for_timeout(200)
-            page.wait_for_timeout(500)
-            stats = page.evaluate("window.duplexStats")
-            page.screenshot(path=str(ARTIFACTS / "browser.png"))
-        finally:
-            browser.close()
+    stats, errors = page_turn(f"http://127.0.0.1:{live_server.port}/?autostart=1&processing=off&token={TOKEN}", mic, "browser.png")
     assert not errors, errors
     assert any("capital" in t.lower() for t in stats["userFinals"]), stats["userFinals"]
     assert stats["agentTexts"][0].strip()  # an answer (its relevance is tested offline, in test_cli_run)

@@ -20,14 +20,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fake_chat_server import FakeChatServer
+from fake_chat_server import FakeChatServer, scripted_server_over_chat
 
 from duplex.audio.frame import float_to_pcm16
 from duplex.audio.resample import resample
-from duplex.config import config_from_dict
 from duplex.eval.generate import speak
-from duplex.models.llm_openai_http import OpenAIHttpGenerator
-from duplex.models.scripted import scripted_model
 from duplex.runtime.runtime import Runtime
 from duplex.transports.server import BackgroundServer
 
@@ -62,16 +59,8 @@ def run_flows(script: str, port: int, wav: Path, *args: str, timeout: float = 24
 
 @pytest.fixture(scope="module")
 def scripted_server():
-    with FakeChatServer() as chat:
-        # The client plays the answers; no server-side echo canceller (speex, adapted to
-        # one pure tone, mutes the next tone it hears).
-        cfg = config_from_dict({"models": {"kind": "scripted"}, "echo": {"engine": "none"}})
-        model = scripted_model(cfg, script=["What time is it?"])
-        model.stages.llm = lambda: OpenAIHttpGenerator(chat.base_url, model="fake", temperature=0.0)
-        runtime = Runtime(cfg, model=model, clock="realtime")
-        with BackgroundServer(runtime) as server:
-            yield server, chat
-        runtime.close()
+    with scripted_server_over_chat() as served_and_chat:
+        yield served_and_chat
 
 
 def check_flows(r: dict[str, Any], chat: FakeChatServer) -> None:

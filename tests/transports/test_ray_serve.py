@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 import socket
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,10 +24,9 @@ from duplex.audio.resample import resample
 from duplex.audio.wav import write_wav
 from duplex.transports import ray_serve
 
+from browser_page import page_turn
 from conftest import silence, tone
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 TOKEN = "ray-test-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 QUESTION = np.concatenate([silence(0.3), tone(1.0), silence(4.0)])
@@ -180,38 +177,9 @@ def test_openai_sdk_completes_a_spoken_turn_through_ray(ray_app):
 
 @pytest.mark.slow
 def test_browser_page_completes_a_spoken_turn_through_ray(ray_app, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     mic = tmp_path / "mic.wav"
     write_wav(mic, np.concatenate([silence(2.0), tone(1.2), silence(20.0)]), 16000)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={mic}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 900, "height": 700})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://{ray_app}/?autostart=1&processing=off&token={TOKEN}")
-            # Polled with evaluate, not wait_for_function: the server's Content-Security-Policy
-            # (no eval) reaches the page through Ray too, and the page must work under it.
-            for _ in range(300):
-                if page.evaluate("window.duplexStats && window.duplexStats.agentTexts.length > 0"):
-                    break
-                page.wait_for_timeout(200)
-            page.wait_for_timeout(500)
-            stats = page.evaluate("window.duplexStats")
-            page.screenshot(path=str(ARTIFACTS / "browser-ray.png"))
-        finally:
-            browser.close()
+    stats, errors = page_turn(f"http://{ray_app}/?autostart=1&processing=off&token={TOKEN}", mic, "browser-ray.png")
     assert not errors, errors
     assert any(t.startswith("speech of") for t in stats["userFinals"]), stats["userFinals"]
     assert stats["agentTexts"][0].strip()

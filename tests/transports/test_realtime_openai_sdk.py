@@ -17,15 +17,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fake_chat_server import FakeChatServer
+from fake_chat_server import scripted_server_over_chat
 
 from duplex.audio.frame import float_to_pcm16
 from duplex.audio.resample import resample
-from duplex.config import config_from_dict
-from duplex.models.llm_openai_http import OpenAIHttpGenerator
-from duplex.models.scripted import scripted_model
-from duplex.runtime.runtime import Runtime
-from duplex.transports.server import BackgroundServer
 
 from conftest import silence, tone
 
@@ -39,16 +34,8 @@ WEATHER_TOOL = {
 
 @pytest.fixture(scope="module")
 def served():
-    with FakeChatServer() as chat:
-        # No server-side echo canceller: the client plays the answers, not the server, and
-        # speex, adapted to one pure tone, mutes the next tone it hears (not speech).
-        cfg = config_from_dict({"models": {"kind": "scripted"}, "echo": {"engine": "none"}})
-        model = scripted_model(cfg, script=["What time is it?"])
-        model.stages.llm = lambda: OpenAIHttpGenerator(chat.base_url, model="fake", temperature=0.0)
-        runtime = Runtime(cfg, model=model, clock="realtime")
-        with BackgroundServer(runtime) as server:
-            yield server, chat
-        runtime.close()
+    with scripted_server_over_chat() as served_and_chat:
+        yield served_and_chat
 
 
 def pcm24(audio16: np.ndarray) -> str:
