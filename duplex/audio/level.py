@@ -1,5 +1,5 @@
-"""Where sound is audible: 10 ms block levels, the voiced span of a clip, and the
-first audible sample of a played track.
+"""Where sound is audible: 10 ms block levels, the voiced span of a clip (absolute, or
+relative to its loudest block), and the first audible sample of a played track.
 
 A listener's latency runs from the last sound they made to the first sound they
 hear, so both ends are read from audio with one rule: a 10 ms block whose RMS is
@@ -36,6 +36,32 @@ def speech_span_ms(
     if not len(idx):
         return (0.0, len(samples) * 1000.0 / rate)
     return (float(idx[0] * BLOCK_MS), float((idx[-1] + 1) * BLOCK_MS))
+
+
+def voiced_span(
+    samples: np.ndarray, sample_rate: int, threshold_db: float = -40.0
+) -> tuple[int, int]:
+    """Sample range [start, end) between leading and trailing silence.
+
+    Args:
+        samples: Mono float32 audio.
+        sample_rate: Rate of ``samples`` in Hz.
+        threshold_db: 10 ms frames quieter than this, relative to the loudest
+            frame, count as silence.
+
+    Returns:
+        ``(start, end)``; ``(0, len(samples))`` when everything is silent.
+    """
+    frame = max(1, sample_rate // 100)
+    n_frames = len(samples) // frame
+    if n_frames == 0:
+        return 0, len(samples)
+    rms = np.sqrt(np.mean(samples[: n_frames * frame].reshape(n_frames, frame) ** 2, axis=1))
+    peak = float(rms.max())
+    if peak <= 0.0:
+        return 0, len(samples)
+    loud = np.flatnonzero(rms >= peak * 10 ** (threshold_db / 20))
+    return int(loud[0]) * frame, min(len(samples), (int(loud[-1]) + 1) * frame)
 
 
 def first_audible_ms(

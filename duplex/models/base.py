@@ -8,6 +8,7 @@ streaming state lives in its ``ModelSession`` object and nowhere else.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -15,7 +16,10 @@ import numpy as np
 
 from duplex.events import Event
 from duplex.models.actions import Action
+from duplex.models.stages import ChatMessage, Tool, ToolChoice
 from duplex.runtime.lanes import Lane
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,10 @@ class AgentStatus:
 
     responding: bool = False  # a response is being generated or played
     playing: bool = False  # the last output frame carried response audio
-    finished: bool = False  # the current response has been played to its end
+    # The response ended (played to its end or cut off) in the previous tick: the
+    # session sets it from that tick's ``SpeakResult.finished``; a model's own
+    # ``status()`` leaves it False (reading never changes state).
+    finished: bool = False
     response_id: str = ""
     # While output is paused (a barge-in being judged): words the agent played in the
     # last few seconds (its possible echo), oldest first.
@@ -66,10 +73,15 @@ class AgentStatus:
 
 @dataclass
 class SpeakResult:
-    """One output frame and what happened while producing it."""
+    """One output frame and what happened in the tick that produced it.
+
+    ``finished``: a response ended in this tick (in ``act`` or ``speak``) and no new one
+    took its place; the turn-taker hears it at the next tick (``AgentStatus.finished``).
+    """
 
     samples: np.ndarray
     events: list[Event] = field(default_factory=list)
+    finished: bool = False
 
 
 @runtime_checkable
@@ -84,9 +96,57 @@ class ModelSession(Protocol):
 
     def speak(self, t_ms: float) -> SpeakResult: ...
 
-    def status(self) -> AgentStatus: ...
+    def status(self) -> AgentStatus:
+        """What the output side does now; a pure read."""
+        ...
 
     def close(self) -> None: ...
+
+    # The client's controls, applied at the start of a tick (``runtime.Session``). A
+    # model that keeps no text history says so (``NoTextHistory``).
+    def truncate(self, response_id: str, audio_end_ms: float, t_ms: float) -> list[Event]:
+        """Keep in the history only what was heard of ``response_id`` up to ``audio_end_ms``."""
+        ...
+
+    def set_instructions(self, text: str) -> None:
+        """The system prompt of the following responses."""
+        ...
+
+    def set_tools(self, tools: tuple[Tool, ...], tool_choice: ToolChoice) -> None:
+        """The functions the following responses may call, and whether they must."""
+        ...
+
+    def add_message(self, message: ChatMessage) -> None:
+        """Append a client's item to the history."""
+        ...
+
+    def set_history(self, messages: list[ChatMessage]) -> None:
+        """Replace the history."""
+        ...
+
+
+class NoTextHistory:
+    """The controls of a ``ModelSession`` whose model keeps no text history (an
+    end-to-end model): each is refused with a warning and changes nothing."""
+
+    def _refuse(self, what: str) -> None:
+        log.warning("the model keeps no text history: cannot %s; ignored", what)
+
+    def truncate(self, response_id: str, audio_end_ms: float, t_ms: float) -> list[Event]:
+        self._refuse("truncate a response")
+        return []
+
+    def set_instructions(self, text: str) -> None:
+        self._refuse("set instructions")
+
+    def set_tools(self, tools: tuple[Tool, ...], tool_choice: ToolChoice) -> None:
+        self._refuse("set tools")
+
+    def add_message(self, message: ChatMessage) -> None:
+        self._refuse("add message")
+
+    def set_history(self, messages: list[ChatMessage]) -> None:
+        self._refuse("set history")
 
 
 class LaneFactory(Protocol):

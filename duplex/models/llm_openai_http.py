@@ -74,6 +74,8 @@ class OpenAIHttpGenerator:
     """A ``TextGenerator`` backed by an OpenAI-compatible chat completions endpoint."""
 
     supports_tools = True
+    prefill = None  # the server keeps its own cache: nothing to warm from here
+    last_end_probability: float | None = None  # the API gives no P(end)
 
     def __init__(
         self,

@@ -34,7 +34,7 @@ def build_model(config: Config) -> DuplexModel:
 
         return scripted_model(config)
     if kind == "cascade":
-        return CascadeModel(config, cascade_stages(config))
+        return CascadeModel.from_config(config, cascade_stages(config))
     if kind == "codec_lm":
         from duplex.models.codec_lm.model import CodecLMModel
 

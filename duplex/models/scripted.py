@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from duplex.config import Config
-from duplex.models.cascade import CascadeModel, CascadeStages
+from duplex.models.cascade.model import CascadeModel, CascadeStages
 from duplex.models.stages import ChatMessage, SpeechChunk, Transcript, WordTiming
 
 
@@ -68,6 +68,10 @@ class ScriptedAsr:
 
 class ScriptedLlm:
     """Replies with ``reply`` one word at a time."""
+
+    supports_tools = False
+    prefill = None  # no cache to warm
+    last_end_probability: float | None = None
 
     def __init__(self, reply: str = "Sure, here is a short answer for you.", delay_s: float = 0.0) -> None:
         self.reply = reply
@@ -132,7 +136,7 @@ def scripted_model(
         llms.append(llm)
         return llm
 
-    model = CascadeModel(
+    model = CascadeModel.from_config(
         config,
         CascadeStages(
             vad=lambda: EnergyVad(config.audio.input_sample_rate, delay_s=d.get("vad", 0.0)),

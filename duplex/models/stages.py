@@ -12,7 +12,7 @@ Audio conventions: mono ``float32`` arrays in [-1, 1], at the stage's own
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -124,15 +124,42 @@ class SpeechRecognizer(Protocol):
 
 @runtime_checkable
 class TextGenerator(Protocol):
-    """A chat LLM that streams its answer as text pieces."""
+    """A chat LLM that streams its answer as text pieces.
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int) -> Iterator[str | ToolCall]:
+    What a generator can do beyond ``stream`` it declares, and callers read the
+    declaration: ``supports_tools`` (it takes ``tools`` and may yield ``ToolCall``
+    items), ``prefill`` (None where it cannot evaluate a prompt ahead of the answer)
+    and ``last_end_probability`` (None where its prompt pass gives none).
+    """
+
+    @property
+    def supports_tools(self) -> bool:
+        """It takes ``tools``/``tool_choice`` and may yield ``ToolCall`` items among the text."""
+
+    @property
+    def prefill(self) -> Callable[[Sequence[ChatMessage]], int] | None:
+        """Evaluate ``messages`` into the cache ahead of the answer (a partial transcript's
+        prompt while the user still talks); returns the tokens evaluated. None: it cannot."""
+
+    @property
+    def last_end_probability(self) -> float | None:
+        """P(the user's last message ends where it does), from the last ``stream``'s prompt
+        pass; None where the generator gives none."""
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        tools: Sequence[Tool] = (),
+        tool_choice: ToolChoice = "auto",
+    ) -> Iterator[str | ToolCall]:
         """Yield the answer to ``messages`` piece by piece (tokens or words).
 
-        Closing the iterator early cancels generation. A generator that can call
-        functions also takes ``tools: Sequence[Tool]`` and ``tool_choice: ToolChoice``
-        keywords (``supports_tools = True``) and may yield ``ToolCall`` items among
-        the text pieces.
+        Closing the iterator early (a generator's ``close``) cancels generation. A
+        generator that ``supports_tools`` offers ``tools`` to the model, under
+        ``tool_choice``, and may yield ``ToolCall`` items among the text pieces; pass
+        them only to one that does.
         """
 
     def count_tokens(self, text: str) -> int:
@@ -140,6 +167,14 @@ class TextGenerator(Protocol):
 
     def close(self) -> None:
         """Free this instance's state (a KV cache) and release its share of the weights."""
+
+
+@runtime_checkable
+class EndOfUtteranceScorer(Protocol):
+    """Reads how finished a user's turn sounds from its words."""
+
+    def end_score(self, text: str) -> float:
+        """How finished the turn ``text`` reads, 0..1 (0.5 unsure)."""
 
 
 @runtime_checkable

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from duplex.audio.level import voiced_span
 from duplex.errors import BackendError, ModelNotFound
 from duplex.models.stages import SpeechChunk, WordTiming
 
@@ -108,32 +109,6 @@ def split_words(text: str) -> list[str]:
     """
     words = (token.strip(_WORD_STRIP) for token in text.split())
     return [w for w in words if w]
-
-
-def voiced_span(
-    samples: np.ndarray, sample_rate: int, threshold_db: float = -40.0
-) -> tuple[int, int]:
-    """Sample range [start, end) between leading and trailing silence.
-
-    Args:
-        samples: Mono float32 audio.
-        sample_rate: Rate of ``samples`` in Hz.
-        threshold_db: 10 ms frames quieter than this, relative to the loudest
-            frame, count as silence.
-
-    Returns:
-        ``(start, end)``; ``(0, len(samples))`` when everything is silent.
-    """
-    frame = max(1, sample_rate // 100)
-    n_frames = len(samples) // frame
-    if n_frames == 0:
-        return 0, len(samples)
-    rms = np.sqrt(np.mean(samples[: n_frames * frame].reshape(n_frames, frame) ** 2, axis=1))
-    peak = float(rms.max())
-    if peak <= 0.0:
-        return 0, len(samples)
-    loud = np.flatnonzero(rms >= peak * 10 ** (threshold_db / 20))
-    return int(loud[0]) * frame, min(len(samples), (int(loud[-1]) + 1) * frame)
 
 
 def estimate_word_timings(

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from duplex.audio.level import voiced_span
 from duplex.errors import BackendError, ConfigError, ModelNotFound
 from duplex.models.shared_weights import WeightsKey, shared_weights
 from duplex.models.stages import SpeechChunk, WordTiming
@@ -40,7 +41,6 @@ from duplex.models.tts_espeak import (
     split_sentences,
     split_words,
     trim_leading_silence,
-    voiced_span,
 )
 
 if TYPE_CHECKING:

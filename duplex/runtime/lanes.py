@@ -28,11 +28,12 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
 JobFactory = Callable[[], Iterator[Any]]
+T = TypeVar("T")
 _ids = itertools.count(1)
 _inline = threading.local()
 
@@ -83,11 +84,11 @@ class Job:
 
 
 @dataclass(frozen=True)
-class LaneResult:
-    """A job's item, and the stream time it became ready."""
+class LaneResult(Generic[T]):
+    """A job's item (None with an ``error``), and the stream time it became ready."""
 
     job: Job
-    item: Any
+    item: T | None
     ready_ms: float
     error: BaseException | None = None
 

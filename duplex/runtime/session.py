@@ -93,6 +93,9 @@ class Session:
         )
         self.echo_guard = EchoEstimator(margin_db=config.echo.guard_margin_db, dt_corr=config.echo.double_talk_corr) if config.echo.guard else None
         self._played = np.zeros(self.frame_samples, np.float32)
+        # A response ended in the last tick (its ``SpeakResult.finished``): the turn-taker
+        # hears it in this one.
+        self._agent_finished = False
         self._to_input_rate = StreamResampler(config.audio.output_sample_rate, config.audio.input_sample_rate)
         self.emit(SessionStarted(0.0, session_id, config.audio.input_sample_rate, config.audio.output_sample_rate, config.audio.frame_ms))
 
@@ -190,7 +193,8 @@ class Session:
         if explained:
             signals = dataclasses.replace(signals, echo_explained=True)
         t1 = time.perf_counter()
-        actions, decided = self.turn_taker.update(t_ms, signals, self.model.status())
+        agent = dataclasses.replace(self.model.status(), finished=self._agent_finished)
+        actions, decided = self.turn_taker.update(t_ms, signals, agent)
         events = list(signals.events) + decided
         while self._controls:
             more_actions, more_events = self._controls.popleft()(t_ms)
@@ -202,6 +206,7 @@ class Session:
         t3 = time.perf_counter()
         spoken = self.model.speak(t_ms)
         events += spoken.events
+        self._agent_finished = spoken.finished
         self._played = self._reference(spoken.samples)
         t4 = time.perf_counter()
         used_ms = 1000.0 * (t4 - t0) - (inline_compute_ms() - lane_ms0)
@@ -254,23 +259,26 @@ class Session:
 
     def add_message(self, message: ChatMessage) -> None:
         """Append a message to the history without answering it (a client's item)."""
-        self._model_control("add_message", message)
+        self._model_control(lambda: self.model.add_message(message))
 
     def set_history(self, messages: list[ChatMessage]) -> None:
         """Replace the history the agent answers from (a client edited it)."""
-        self._model_control("set_history", list(messages))
+        history = list(messages)
+        self._model_control(lambda: self.model.set_history(history))
 
     def set_tools(self, tools: tuple[Tool, ...], tool_choice: ToolChoice = "auto") -> None:
         """The functions the following responses may call."""
-        self._model_control("set_tools", tuple(tools), tool_choice)
+        offered = tuple(tools)
+        self._model_control(lambda: self.model.set_tools(offered, tool_choice))
 
-    def _model_control(self, method: str, *args: object) -> None:
-        """Call the model session's ``method`` at the next tick, if the model has it."""
-        fn = getattr(self.model, method, None)
-        if fn is None:
-            log.warning("the model cannot %s; ignored", method.replace("_", " "))
-            return
-        self._controls.append(lambda t: (fn(*args) or [], []))
+    def _model_control(self, change: Callable[[], None]) -> None:
+        """Apply ``change`` to the model session at the next tick."""
+
+        def apply(t_ms: float) -> tuple[list, list]:
+            change()
+            return [], []
+
+        self._controls.append(apply)
 
     def clear_input(self) -> None:
         """Drop queued input and the user's turn in progress."""
@@ -311,17 +319,13 @@ class Session:
 
     def truncate(self, response_id: str, audio_end_ms: float) -> None:
         """The client played only ``audio_end_ms`` of a response: keep only that in the history."""
-        truncate = getattr(self.model, "truncate", None)
-        if truncate is not None:
-            self._controls.append(lambda t: ([], truncate(response_id, audio_end_ms, t)))
+        self._controls.append(lambda t: ([], self.model.truncate(response_id, audio_end_ms, t)))
 
     def set_instructions(self, text: str) -> None:
         """Replace the system prompt for the following responses (clipped to what the
         LLM context holds; the client gets an ``instructions_clipped`` error event)."""
         text = self._clip(text, self.max_instructions_chars, "instructions")
-        setter = getattr(self.model, "set_instructions", None)
-        if setter is not None:
-            self._controls.append(lambda t: (setter(text) or [], []))
+        self._model_control(lambda: self.model.set_instructions(text))
 
     def set_auto_turns(self, enabled: bool) -> None:
         """Server-side end-of-turn detection on (default) or off (the client commits)."""

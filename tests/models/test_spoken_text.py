@@ -1,6 +1,5 @@
 """The LLM's written lists and markdown are spoken as plain sentences."""
 
-from duplex.models.cascade import split_clauses
 from duplex.models.spoken_text import spoken_pieces
 
 
@@ -28,8 +27,3 @@ def test_ordinary_words_are_not_held_back() -> None:
     # Each word goes on as soon as it arrives: the first clause is on the critical path.
     out = list(spoken_pieces(iter(["The", " capital", " of", " France"])))
     assert out == ["The", " capital", " of", " France"]
-
-
-def test_a_list_becomes_clauses_without_markers() -> None:
-    clauses = list(split_clauses(spoken_pieces(["1", ".", " Stay", " hydrated", ".", "\n", "2", ".", " Rest", "."])))
-    assert clauses == ["Stay hydrated.", "Rest."]

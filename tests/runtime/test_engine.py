@@ -12,7 +12,6 @@ import pytest
 from duplex.config import config_from_dict
 from duplex.models.cascade import CascadeModel, CascadeStages
 from duplex.models.scripted import EnergyVad, ScriptedAsr, ScriptedLlm, ToneTts, scripted_model
-from duplex.models.stages import Transcript
 from duplex.runtime.runtime import Runtime
 
 from conftest import silence, tone
@@ -83,6 +82,24 @@ def test_spoken_turn_gets_an_answer_with_stream_time_events(scripted_config):
     assert req[0].role == "system" and req[-1].content == "What time is it?"
 
 
+def test_a_response_finishing_in_the_tail_ends_the_run_early(scripted_config):
+    # The answer is still playing when the input ends: the tail ticks on until it has
+    # played, then stops once the session has been idle for 500 ms, long before tail_s.
+    # (Checking for idleness reads the model's status: a read that swallowed the
+    # response's end would leave the turn-taker speaking until the tail ran out.)
+    model = scripted_model(scripted_config, script=["What time is it?"])
+    rt = Runtime(scripted_config, model=model, clock="offline")
+    s = rt.open_session()
+    audio = np.concatenate([silence(0.3), tone(1.0), silence(0.3)])
+    rt.run_offline(s, audio, tail_s=15.0)
+    events = [e for e in s.channel.drain() if e.type != "agent.audio"]
+    done = [e for e in events if e.type == "agent.audio.done"]
+    assert len(done) == 1 and not done[0].interrupted
+    assert done[0].t_ms > 1000 * len(audio) / 16000  # it finished in the tail
+    assert s.state.value == "listening" and s.idle()
+    assert s.t_ms <= done[0].t_ms + 500 + 2 * scripted_config.audio.frame_ms
+
+
 def test_mid_sentence_pause_is_not_a_turn_end(scripted_config):
     model = scripted_model(scripted_config, script=["I would like to book a flight to"])
     rt = Runtime(scripted_config, model=model, clock="offline")
@@ -94,7 +111,7 @@ def test_mid_sentence_pause_is_not_a_turn_end(scripted_config):
 
 def _two_session_model(config, slow_delay_s):
     vads = iter([EnergyVad(delay_s=slow_delay_s), EnergyVad()])
-    return CascadeModel(
+    return CascadeModel.from_config(
         config,
         CascadeStages(vad=lambda: next(vads), asr=lambda: ScriptedAsr(), llm=ScriptedLlm, tts=ToneTts),
     )
@@ -201,37 +218,6 @@ def test_push_audio_resamples_a_declared_rate_and_rejects_stereo(scripted_config
         s.push_audio(np.zeros(10, np.float32))
 
 
-def test_split_clauses_first_clause_is_short_and_does_not_end_on_a_weak_word():
-    from duplex.models.cascade import split_clauses
-
-    def pieces(text: str) -> list[str]:
-        words = text.split(" ")
-        return [words[0]] + [" " + w for w in words[1:]]
-
-    clauses = list(split_clauses(iter(pieces("The capital of France is Paris and it is lovely."))))
-    assert clauses[0] == "The capital of France"  # not "The capital of"
-    assert " ".join(clauses) == "The capital of France is Paris and it is lovely."
-    assert list(split_clauses(iter(pieces("Sure, here is one.")))) == ["Sure,", "here is one."]
-    assert list(split_clauses(iter(pieces("Yes.")))) == ["Yes."]
-    # A first clause of only weak words is still cut, at the latest after six words.
-    first = next(split_clauses(iter(pieces("If it is to be so then it will be done by them"))))
-    assert len(first.split()) <= 6
-
-
-def test_trim_seam_shortens_silence_between_clauses_and_moves_word_timings():
-    from duplex.models.cascade import trim_seam
-
-    rate = 24000
-    tone = 0.3 * np.sin(np.arange(rate // 2) * 2 * np.pi * 220 / rate).astype(np.float32)
-    audio = np.concatenate([np.zeros(rate // 5, np.float32), tone, np.zeros(rate // 5, np.float32)])
-    words = [("hello", rate // 5, rate // 5 + rate // 2)]
-    kept, moved = trim_seam(audio, words, rate, lead=True, tail=True)
-    assert len(kept) < rate // 2 + rate // 10  # 0.2 s either side became about 0.03 s
-    assert moved[0][1] <= int(0.04 * rate) and moved[0][2] - moved[0][1] == rate // 2
-    same, _ = trim_seam(audio, words, rate, lead=False, tail=False)
-    assert len(same) == len(audio)
-
-
 def test_background_lane_runs_at_lower_priority():
     import os
     import threading
@@ -253,194 +239,3 @@ def test_background_lane_runs_at_lower_priority():
         lane.close()
         results[background] = got[0].item
     assert results[True] > results[False]
-
-
-def test_partials_judging_a_barge_in_hear_only_the_burst(scripted_config):
-    """Sound that never stops (the agent's own echo, then the user) must not make the
-    partial transcript of a barge-in reach back into the earlier stretch."""
-    from duplex.models.actions import PauseOutput
-    from duplex.runtime.lanes import InlineLane
-
-    model = scripted_model(scripted_config)
-    session = model.open_session("t", lambda name, background=False: InlineLane(name))
-    frame_ms = scripted_config.audio.frame_ms
-    n = scripted_config.frame_samples
-    sound = tone(6.0)
-    partials: list[tuple[float, int]] = []
-    pause_at = 4000.0
-    for i in range(len(sound) // n):
-        t = i * frame_ms
-        if t == pause_at:
-            session.act([PauseOutput()], t)
-        heard = session.listen(sound[i * n : (i + 1) * n], t)
-        if heard.partial_text:
-            partials.append((t, int(heard.partial_text.split()[2])))
-    before = [ms for t, ms in partials if t < pause_at]
-    after = [ms for t, ms in partials if t > pause_at]
-    assert before and max(before) > 2500  # one long stretch: partials cover all of it
-    assert after and max(after) <= (6000 - pause_at) + 300  # after the pause: the burst only
-    session.close()
-
-
-class _QuestionEou:
-    """A fake end-of-utterance model: a question is a finished turn, anything else is not."""
-
-    def end_score(self, text: str) -> float:
-        return 0.95 if text.rstrip().endswith("?") else 0.1
-
-
-class _Looks:
-    """A second look whose looks read these words, one a look (``asr_rescore.Looker``)."""
-
-    def __init__(self, *readings: str) -> None:
-        self.readings = readings
-        self.looked = 0
-
-    def looks(self, audio):
-        for text in self.readings:
-            self.looked += 1
-            yield Transcript(text, 5.0)
-
-
-def _misheard_question_model(config, second_look):
-    heard = ScriptedAsr(["What is the capital and"])  # the fast reading: a fragment
-    tts = ToneTts(16000)
-    llms: list[ScriptedLlm] = []
-
-    def make_llm() -> ScriptedLlm:
-        llms.append(ScriptedLlm())
-        return llms[-1]
-
-    stages = CascadeStages(
-        vad=lambda: EnergyVad(),
-        asr=lambda: heard,
-        llm=make_llm,
-        tts=lambda: tts,
-        asr_partial=lambda: ScriptedAsr(),
-        eou=lambda: _QuestionEou(),
-        asr_second_look=(lambda: second_look) if second_look is not None else None,
-    )
-    return CascadeModel(config, stages), llms
-
-
-def _turn_events(config, model):
-    rt = Runtime(config, model=model, clock="offline")
-    s = rt.open_session()
-    rt.run_offline(s, np.concatenate([silence(0.3), tone(1.2), silence(3.5)]), tail_s=0)
-    return [e for e in s.channel.drain() if e.type != "agent.audio"]
-
-
-def test_a_final_that_reads_as_unfinished_gets_a_second_look(scripted_config):
-    model, llms = _misheard_question_model(scripted_config, _Looks("What is the capital of France?"))
-    events = _turn_events(scripted_config, model)
-
-    # One final, with the better reading; the turn is taken after a question's short pause.
-    finals = [e.text for e in events if e.type == "user.transcript.final"]
-    assert finals == ["What is the capital of France?"]
-    taken = [e for e in events if e.type == "turn.taken"]
-    assert [e.text for e in taken] == ["What is the capital of France?"]
-    assert taken[0].t_ms - taken[0].end_of_speech_ms < 600
-    # The draft started on the first reading was redone on the second.
-    assert llms[0].requests[-1][-1].content == "What is the capital of France?"
-    assert any(e.type == "agent.audio.started" for e in events)
-
-
-def test_a_wider_look_follows_a_first_look_that_still_reads_unfinished(scripted_config):
-    looks = _Looks("What is the capital and France", "What is the capital of France?", "never read")
-    model, llms = _misheard_question_model(scripted_config, looks)
-    events = _turn_events(scripted_config, model)
-
-    assert looks.looked == 2  # the question reads as finished: no third look
-    assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital of France?"]
-    taken = [e for e in events if e.type == "turn.taken"]
-    assert [e.text for e in taken] == ["What is the capital of France?"]
-    assert taken[0].t_ms - taken[0].end_of_speech_ms < 600
-    # The draft was redone on each reading, and the answer is to the last.
-    assert [r[-1].content for r in llms[0].requests][-1] == "What is the capital of France?"
-    assert len([e for e in events if e.type == "agent.audio.started"]) == 1
-
-
-def test_without_a_second_look_the_misreading_waits_a_fragments_pause(scripted_config):
-    model, llms = _misheard_question_model(scripted_config, None)
-    events = _turn_events(scripted_config, model)
-
-    assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital and"]
-    taken = [e for e in events if e.type == "turn.taken"]
-    assert len(taken) == 1 and taken[0].t_ms - taken[0].end_of_speech_ms > 2000
-
-
-def test_a_second_look_that_keeps_the_words_still_answers_them(scripted_config):
-    # The draft pauses while the recognizer looks again; the look finds nothing better,
-    # so the draft starts again from the same words and is spoken once the turn ends.
-    model, llms = _misheard_question_model(scripted_config, _Looks("What is the capital and"))
-    events = _turn_events(scripted_config, model)
-
-    assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital and"]
-    taken = [e for e in events if e.type == "turn.taken"]
-    assert len(taken) == 1 and taken[0].text == "What is the capital and"
-    assert [r[-1].content for r in llms[0].requests] == ["What is the capital and"]
-    assert len([e for e in events if e.type == "agent.audio.started"]) == 1
-
-
-def test_a_draft_computes_one_token_a_step_so_a_cancel_stops_it_within_a_token(scripted_config):
-    from duplex.models.actions import TakeTurn
-    from duplex.models.scripted import ScriptedLlm
-    from duplex.runtime.lanes import InlineLane
-
-    pulled: list[str] = []
-
-    class CountingLlm(ScriptedLlm):
-        def stream(self, messages, *, max_tokens):
-            for piece in super().stream(messages, max_tokens=max_tokens):
-                pulled.append(piece)
-                yield piece
-
-    llm = CountingLlm("The capital of France is Paris, a city of art and light and long walks by the river.")
-    stages = CascadeStages(
-        vad=lambda: EnergyVad(), asr=lambda: ScriptedAsr(), llm=lambda: llm, tts=lambda: ToneTts(16000)
-    )
-    session = CascadeModel(scripted_config, stages).open_session("t", lambda name, background=False: InlineLane(name))
-    session.act([TakeTurn("Where is Paris?", 0.0)], 0.0)
-    job = session._playing.job  # the answer's lane job, stepped here by hand
-    kinds = []
-    while not kinds or kinds[-1] != "text":
-        produced, item = job.step()
-        assert produced
-        kinds.append(item[0])
-    # "The capital of" may not end a clause; "France" does once the next word begins.
-    assert kinds == ["pending"] * 4 + ["text"]
-    assert pulled == ["The", " capital", " of", " France", " is"]
-    session.close()
-
-
-def test_a_final_cancelled_after_its_read_leaves_no_words_for_the_next(scripted_config):
-    # In a real-time run the worker may finish reading a final the turn-taker has just
-    # withdrawn (the voice came back). Those words must not become the start of the
-    # turn's next final: only a final the tick receives is recorded.
-    from duplex.models.actions import DiscardDraft, Transcribe
-    from duplex.runtime.lanes import InlineLane
-
-    stages = CascadeStages(
-        vad=lambda: EnergyVad(), asr=lambda: ScriptedAsr(["How far away is the moon?"]),
-        llm=lambda: ScriptedLlm(), tts=lambda: ToneTts(16000),
-    )
-    session = CascadeModel(scripted_config, stages).open_session("t", lambda name, background=False: InlineLane(name))
-    audio, t = np.concatenate([tone(1.0), silence(0.2)]), 0.0
-    for i in range(0, len(audio) - session.frame + 1, session.frame):
-        session.listen(audio[i : i + session.frame], t)
-        t += scripted_config.audio.frame_ms
-    session.act([Transcribe(0.0, 900.0, draft=True)], t)
-    produced, item = session._final_job.step()  # the worker reads it ...
-    assert produced and item[0] == "final"
-    session.act([DiscardDraft()], t)  # ... as the turn-taker withdraws it
-    assert session._segments == []
-
-    session.act([Transcribe(0.0, 1000.0, draft=True)], t)
-    finals = []
-    for _ in range(10):
-        heard = session.listen(np.zeros(session.frame, np.float32), t)
-        finals += [e.text for e in heard.events if e.type == "user.transcript.final"]
-        t += scripted_config.audio.frame_ms
-    assert finals == ["How far away is the moon?"]
-    assert session._segments == [(0.0, 1000.0, "How far away is the moon?")]
-    session.close()

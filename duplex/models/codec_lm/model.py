@@ -37,7 +37,7 @@ from duplex.config import Config
 from duplex.errors import ConfigError
 from duplex.events import AgentAudio, AgentAudioDone, AgentAudioStarted, AgentTextDelta, Event
 from duplex.models.actions import Action, PauseOutput, StopOutput, TakeTurn, Transcribe
-from duplex.models.base import AgentStatus, LaneFactory, ListenSignals, SpeakResult
+from duplex.models.base import AgentStatus, LaneFactory, ListenSignals, NoTextHistory, SpeakResult
 from duplex.models.codec_lm.checkpoint import (
     CodecBundle,
     import_moshi,
@@ -126,7 +126,7 @@ class _Stretch:
     interrupted: bool = False
 
 
-class CodecLMSession:
+class CodecLMSession(NoTextHistory):
     """One conversation: a slot in the batch, a VAD, and the bookkeeping of agent speech."""
 
     def __init__(self, model: CodecLMModel, session_id: str) -> None:
@@ -157,7 +157,7 @@ class CodecLMSession:
         self._ticket: int | None = None
         self._ids = itertools.count(1)
         self._stretch: _Stretch | None = None
-        self._finished = False
+        self._finished = False  # a stretch ended in this tick (``SpeakResult.finished``)
         self._pending: list[Event] = []
         self._final: tuple[str, float] | None = None  # answer to the last Transcribe
         self._taken: tuple[float, float] | None = None  # (turn taken at, end of user speech)
@@ -230,7 +230,7 @@ class CodecLMSession:
     # ------------------------------------------------------------------ speak
     def speak(self, t_ms: float) -> SpeakResult:
         if self._ticket is None:
-            return SpeakResult(np.zeros(self.out_frame, np.float32))
+            return self._result(np.zeros(self.out_frame, np.float32), [])
         out = self.stepper.result(self.slot, self._ticket)
         self._ticket = None
         pcm = self._from_model.process(out.pcm) if self._from_model is not None else out.pcm
@@ -257,7 +257,12 @@ class CodecLMSession:
             # The model let the turn pass: tell the turn-taker this "response" is over.
             self._taken = None
             self._finished = True
-        return SpeakResult(pcm, events)
+        return self._result(pcm, events)
+
+    def _result(self, pcm: np.ndarray, events: list[Event]) -> SpeakResult:
+        """The tick's output, and whether a stretch ended in it (reported once)."""
+        finished, self._finished = self._finished, False
+        return SpeakResult(pcm, events, finished=finished)
 
     def _start_stretch(self, t_ms: float, events: list[Event]) -> _Stretch:
         rid = f"resp_{self.session_id}_{next(self._ids)}"
@@ -288,12 +293,10 @@ class CodecLMSession:
 
     # ------------------------------------------------------------------ status
     def status(self) -> AgentStatus:
-        finished, self._finished = self._finished, False
         st = self._stretch
         return AgentStatus(
             responding=st is not None or self._taken is not None,
             playing=st is not None,
-            finished=finished,
             response_id=st.response_id if st else "",
         )
 

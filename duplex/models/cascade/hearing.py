@@ -1,0 +1,399 @@
+"""The cascade's hearing: VAD onsets, partial transcripts, finals and their end of turn.
+
+Per tick ``listen`` runs the VAD on the input frame and collects what the two
+hearing lanes finished:
+
+- the *partial* lane (background) transcribes while the user talks, and scores
+  each partial's end of turn too, so a final that reads the same finds it cached;
+- the *listen* lane transcribes a final when the turn-taker asks (``transcribe``):
+  a turn resumed after a pause reuses the finals of its earlier stretches and reads
+  only the new one; the final's end of turn is scored, and when it reads as
+  unfinished a second (and a wider) look re-reads it (``asr_rescore``).
+
+Hearing never touches the draft itself: what the draft must do about what was
+heard (prefill, start, pause, start again) goes back to the session as
+``DraftRequest`` values, in the order it was heard.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from duplex.audio.ring import RingBuffer
+from duplex.config import AsrConfig
+from duplex.events import ErrorEvent, Event, UserTranscriptFinal, UserTranscriptPartial
+from duplex.models.actions import Transcribe
+from duplex.models.asr_rescore import Looker, look_again
+from duplex.models.base import ListenSignals
+from duplex.models.cascade.results import (
+    EouScore,
+    Final,
+    HearingResult,
+    LookingAgain,
+    Partial,
+    Revised,
+)
+from duplex.models.stages import EndOfUtteranceScorer, SpeechRecognizer, VoiceActivityDetector
+from duplex.runtime.lanes import Job, Lane
+
+# How long a final waits for the draft's LLM to score its end of utterance.
+EOU_WAIT_MS = 600.0
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """Warm the LLM's cache with a partial transcript."""
+
+    text: str
+    t_ms: float
+
+
+@dataclass(frozen=True)
+class StartDraft:
+    """The final's words are known: the held draft (if it has not started) answers them."""
+
+    text: str
+    t_ms: float
+
+
+@dataclass(frozen=True)
+class PauseDraft:
+    """A second look needs the cores: the held draft stops until its words are known."""
+
+
+@dataclass(frozen=True)
+class RestartDraft:
+    """A second look read other words: the held draft starts again from them."""
+
+    text: str
+    t_ms: float
+
+
+DraftRequest = Prefill | StartDraft | PauseDraft | RestartDraft
+
+
+@dataclass
+class _Voice:
+    """Where the user's voice was: onsets and the current stretch of speech (ms)."""
+
+    onsets: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=64))
+    since_ms: float | None = None  # the current stretch began (None: no speech yet)
+    last_ms: float = -1e9  # end of the last voiced frame
+
+
+@dataclass
+class _Partials:
+    """The partial transcript in flight, and where the next one may start."""
+
+    job: Job | None = None
+    last_ms: float = -1e9
+    # Partials never reach back before this (ms): the answer taken, or the barge-in
+    # being judged, must not be confirmed by words of an earlier stretch.
+    floor_ms: float = -1e9
+
+
+@dataclass
+class _FinalRead:
+    """The final being read (``job``) and the words of the last one read."""
+
+    job: Job | None = None
+    span: tuple[float, float] = (0.0, 0.0)  # the turn's speech (ms)
+    segment_start_ms: float = 0.0  # where the stretch this final reads starts
+    text: str = ""
+    confidence: float | None = None
+    compute_ms: float = 0.0
+    # A final held until the draft's LLM scores its end of utterance: (since ms, P or None).
+    held: tuple[float, float | None] | None = None
+    # The finals of the current turn's stretches: (start ms, end ms, words).
+    segments: list[tuple[float, float, str]] = field(default_factory=list)
+
+    def event(self, t_ms: float) -> UserTranscriptFinal:
+        return UserTranscriptFinal(t_ms, self.text, self.span[0], self.span[1])
+
+
+@dataclass
+class _Heard:
+    """What one tick's listen found, as the turn-taker gets it."""
+
+    partial: str | None = None
+    final: str | None = None
+    final_end_ms: float = 0.0
+    confidence: float | None = None
+    eot: float | None = None
+    events: list[Event] = field(default_factory=list)
+    requests: list[DraftRequest] = field(default_factory=list)
+
+    def take_final(self, read: _FinalRead) -> None:
+        self.final, self.final_end_ms, self.confidence = read.text, read.span[1], read.confidence
+
+
+class Hearing:
+    """One conversation's hearing state over the session's VAD, recognizers and lanes."""
+
+    def __init__(
+        self,
+        *,
+        asr_settings: AsrConfig,
+        rate: int,
+        frame_ms: float,
+        vad_threshold: float,
+        vad: VoiceActivityDetector,
+        asr: SpeechRecognizer,
+        asr_partial: SpeechRecognizer,
+        eou: EndOfUtteranceScorer | None,
+        second_look: Looker | None,
+        eou_from_llm: bool,
+        listen_lane: Lane,
+        partial_lane: Lane,
+    ) -> None:
+        self.settings = asr_settings
+        self.rate = rate
+        self.frame_ms = frame_ms
+        self.vad_threshold = vad_threshold
+        self.vad, self.asr, self.asr_partial = vad, asr, asr_partial
+        self.eou, self.second_look, self.eou_from_llm = eou, second_look, eou_from_llm
+        self.listen_lane, self.partial_lane = listen_lane, partial_lane
+        self.input = RingBuffer(int(rate * (asr_settings.max_utterance_s + 4)))
+        self.voice = _Voice()
+        self.partials = _Partials()
+        self.final = _FinalRead()
+
+    @property
+    def final_compute_ms(self) -> float:
+        """The recognizer's time on the last final (the latency breakdown's ``asr_final``)."""
+        return self.final.compute_ms
+
+    def _ms_to_sample(self, t_ms: float) -> int:
+        return int(round(t_ms * self.rate / 1000.0))
+
+    def _audio_span(self, start_ms: float, end_ms: float) -> np.ndarray:
+        return self.input.since(self._ms_to_sample(start_ms))[: self._ms_to_sample(end_ms - start_ms)]
+
+    # ------------------------------------------------------------------ listen
+    def listen(
+        self, frame: np.ndarray, t_ms: float, *, drafting: bool, agent_speaking: bool, echo_db: float
+    ) -> tuple[ListenSignals, list[DraftRequest]]:
+        """Hear one input frame.
+
+        Args:
+            frame: the echo-cancelled input frame.
+            t_ms: its stream time.
+            drafting: a draft is held for the turn in progress.
+            agent_speaking: a response plays, not paused (what is heard is its echo).
+            echo_db: the level of the agent's output in this frame.
+
+        Returns:
+            the turn-taker's signals, and what the draft must do, in order.
+        """
+        self.input.write(frame)
+        step = self.vad.frame_samples
+        prob = max(self.vad.probability(frame[i : i + step]) for i in range(0, len(frame), step))
+        rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
+        frame_end = t_ms + self.frame_ms
+        voice = self.voice
+        if prob >= self.vad_threshold:
+            if frame_end - voice.last_ms > 300:
+                voice.onsets.append(t_ms)
+            if voice.since_ms is None or frame_end - voice.last_ms > 800:
+                voice.since_ms = t_ms
+            voice.last_ms = frame_end
+        heard = _Heard()
+        for r in self.partial_lane.poll(frame_end) + self.listen_lane.poll(frame_end):
+            if r.error is not None:
+                heard.events.append(ErrorEvent(t_ms, f"ASR failed: {r.error}", "asr_failed"))
+                if r.job is self.final.job:
+                    heard.final, heard.final_end_ms = "", self.final.span[1]
+                    self.final.job = None
+                continue
+            if r.item is not None:
+                self._heard(r.job, r.item, t_ms, frame_end, drafting, heard)
+        final = self.final
+        if final.held is not None:
+            since, scored = final.held
+            # Released with the draft's score, or without one if the draft is gone or late.
+            if scored is not None or not drafting or frame_end - since > EOU_WAIT_MS:
+                final.held = None
+                heard.take_final(final)
+                heard.eot = scored
+        self._maybe_partial(frame_end, agent_speaking)
+        signals = ListenSignals(
+            vad_prob=prob,
+            energy_db=20.0 * np.log10(rms),
+            echo_db=echo_db,
+            partial_text=heard.partial,
+            final_text=heard.final,
+            final_end_ms=heard.final_end_ms,
+            final_confidence=heard.confidence,
+            eot_score=heard.eot,
+            events=tuple(heard.events),
+        )
+        return signals, heard.requests
+
+    def _heard(self, job: Job, item: HearingResult, t_ms: float, frame_end: float, drafting: bool, heard: _Heard) -> None:
+        """Record one result, if its job is still wanted (the partial or the final in flight)."""
+        final = self.final
+        wanted = job is final.job
+        match item:
+            case Partial(text=text) if job is self.partials.job:
+                self.partials.job = None
+                if text:
+                    heard.partial = text
+                    heard.events.append(UserTranscriptPartial(t_ms, text))
+                    heard.requests.append(Prefill(text, frame_end))
+            case Final(text=text, segment=segment, confidence=confidence, compute_ms=compute_ms) if wanted:
+                # The recognizer's own time: the job's time also counts the EOU score.
+                final.confidence, final.compute_ms = confidence, compute_ms
+                final.segments.append((final.segment_start_ms, final.span[1], segment))
+                final.text = text
+                heard.requests.append(StartDraft(text, t_ms))  # the draft starts now, while the EOU model scores
+                if self.eou_from_llm and text.strip() and drafting:
+                    final.job = None
+                    final.held = (frame_end, None)
+                    heard.events.append(final.event(t_ms))
+                elif self.eou is None or not text.strip():
+                    final.job = None
+                    heard.events.append(final.event(t_ms))
+                    heard.take_final(final)
+            case LookingAgain() if wanted:
+                heard.requests.append(PauseDraft())
+            case Revised(text=text, segment=segment, confidence=confidence, compute_ms=compute_ms) if wanted:
+                # A second look read the words otherwise: the draft starts again from them.
+                final.confidence, final.compute_ms = confidence, compute_ms
+                final.segments[-1] = (final.segment_start_ms, final.span[1], segment)
+                final.text = text
+                heard.requests.append(RestartDraft(text, t_ms))
+            case EouScore(score=score) if wanted:
+                final.job = None
+                heard.requests.append(StartDraft(final.text, t_ms))  # a draft paused for a look that kept the words
+                heard.events.append(final.event(t_ms))  # the words as finally read
+                heard.take_final(final)
+                heard.eot = score  # P(utterance complete); the turn-taker blends it
+
+    def score_held_final(self, score: float) -> None:
+        """The draft's LLM scored the final held for it: release it at the next listen."""
+        if self.final.held is not None:
+            self.final.held = (self.final.held[0], score)
+
+    # ------------------------------------------------------------------ partials
+    def _maybe_partial(self, frame_end: float, agent_speaking: bool) -> None:
+        interval = self.settings.partial_interval_ms
+        voice, partials = self.voice, self.partials
+        if interval <= 0 or partials.job is not None or voice.since_ms is None:
+            return
+        if agent_speaking:
+            return  # what is heard now is the agent's own echo until a barge-in pauses it
+        if frame_end - voice.last_ms > 0 or frame_end - partials.last_ms < interval:
+            return
+        start = max(voice.since_ms - 200, partials.floor_ms, frame_end - 1000 * self.settings.max_utterance_s)
+        audio = self._audio_span(start, frame_end)
+        if len(audio) < self.rate * 0.4:
+            return
+        partials.last_ms = frame_end
+        asr, eou = self.asr_partial, self.eou
+
+        def job() -> Iterator[HearingResult]:
+            text = asr.transcribe(audio).text.strip()
+            yield Partial(text)
+            if eou is not None and text:
+                # Scored now, in the partial's own lane: a final that reads the same
+                # words (most do) finds its score cached and skips the pass.
+                eou.end_score(text)
+
+        partials.job = self.partial_lane.submit("asr-partial", job, frame_end)
+
+    def restart_partials(self, floor_ms: float) -> None:
+        """Drop the partial in flight and start the next one from ``floor_ms``."""
+        partials = self.partials
+        if partials.job is not None:
+            self.partial_lane.cancel(partials.job)
+            partials.job = None
+        partials.floor_ms = floor_ms
+        partials.last_ms = -1e9
+
+    # ------------------------------------------------------------------ finals
+    def drop_final(self) -> None:
+        """Forget the final in flight or held (its turn was discarded)."""
+        self.final.held = None
+        if self.final.job is not None:
+            self.listen_lane.cancel(self.final.job)
+            self.final.job = None
+
+    def transcribe(self, a: Transcribe, t_ms: float) -> None:
+        """Start reading the final of the speech ``a`` names (any final in flight is dropped)."""
+        self.drop_final()
+        if self.partials.job is not None:
+            self.partial_lane.cancel(self.partials.job)
+            self.partials.job = None
+        final = self.final
+        # A turn resumed after a pause: reuse the finals of its earlier stretches and
+        # transcribe only the new one (a long turn's final stays as fast as a short one's).
+        known = [sg for sg in final.segments if sg[0] >= a.start_ms and sg[1] <= a.end_ms]
+        if not known or known[0][0] != a.start_ms:
+            known = []
+        seg_start = a.start_ms
+        if known:
+            resumed = [o for o in self.voice.onsets if known[-1][1] < o < a.end_ms]
+            if resumed and resumed[0] - known[-1][1] >= 500:
+                seg_start = resumed[0] - 100
+            else:
+                # A short gap between words: transcribe the whole span, the recognizer
+                # needs the context (a lone "France" is easily misheard).
+                known = []
+        final.segments = list(known)
+        head = " ".join(sg[2].rstrip(".") for sg in known if sg[2])  # a pause is not a full stop
+        if seg_start >= a.end_ms:
+            seg_start, head, final.segments = a.start_ms, "", []
+        # A little context either side keeps word edges intact.
+        start = max(0.0, seg_start - 160)
+        end = a.end_ms + 120
+        audio = self._audio_span(start, min(end, t_ms + self.frame_ms))
+        final.span = (a.start_ms, a.end_ms)
+        final.segment_start_ms = seg_start
+        job = _final_job(audio, head, self.asr, self.eou, self.second_look, self.settings.rescore_below)
+        final.job = self.listen_lane.submit("asr-final", job, t_ms + self.frame_ms)
+
+
+def _final_job(
+    audio: np.ndarray,
+    head: str,
+    asr: SpeechRecognizer,
+    eou: EndOfUtteranceScorer | None,
+    second_look: Looker | None,
+    rescore_below: float,
+) -> Callable[[], Iterator[HearingResult]]:
+    """The listen lane's job for one final: read, score, look again while it reads unfinished.
+
+    The job reads; the tick records what it read (in ``listen``), and only for the
+    final still wanted: a job cancelled mid-read must not leave its words behind.
+    """
+
+    def job() -> Iterator[HearingResult]:
+        heard = asr.transcribe(audio)
+        new = heard.text.strip()
+        text = f"{head} {new}".strip()
+        yield Final(text, new, heard.confidence, heard.compute_ms)
+        if eou is None or not text:
+            return
+        score = eou.end_score(text)
+        if second_look is not None:
+            # While it reads as unfinished, the turn-taker would wait a while anyway:
+            # time for the recognizer's other readings (a mis-heard question often
+            # reads as a fragment). A better one replaces the final and its score.
+            def end_score(words: str) -> float:
+                return eou.end_score(f"{head} {words}".strip())
+
+            for step in look_again(second_look, audio, new, score, end_score, rescore_below):
+                if step is None:
+                    yield LookingAgain()  # the draft pauses: the look needs the cores
+                    continue
+                again, score = step
+                better = again.text.strip()
+                ms = heard.compute_ms + again.compute_ms
+                yield Revised(f"{head} {better}".strip(), better, again.confidence, ms)
+        yield EouScore(score)
+
+    return job
