@@ -24,4 +24,11 @@ from duplex.models.cascade.clauses import ClauseSplitter, trim_seam
 from duplex.models.cascade.model import CascadeModel, CascadeSettings, CascadeStages
 from duplex.models.cascade.session import CascadeSession
 
-__all__ = ["CascadeModel", "CascadeSession", "CascadeSettings", "CascadeStages", "ClauseSplitter", "trim_seam"]
+__all__ = [
+    "CascadeModel",
+    "CascadeSession",
+    "CascadeSettings",
+    "CascadeStages",
+    "ClauseSplitter",
+    "trim_seam",
+]

@@ -59,7 +59,9 @@ class Draft:
     options: ResponseOptions = ResponseOptions()
     tool_calls: list[ToolCall] = field(default_factory=list)  # all the calls it made
     calls_to_emit: list[ToolCall] = field(default_factory=list)
-    history_at: tuple[int, int] | None = None  # where its answer goes in the history (Dialogue.mark)
+    history_at: tuple[int, int] | None = (
+        None  # where its answer goes in the history (Dialogue.mark)
+    )
 
 
 def close_stream(stream: Iterator[object]) -> None:
@@ -89,7 +91,9 @@ def draft_job(
     def job() -> Iterator[DraftResult]:
         t0 = time.perf_counter()
         if tools:
-            stream = llm.stream(messages, max_tokens=max_tokens, tools=tools, tool_choice=tool_choice)
+            stream = llm.stream(
+                messages, max_tokens=max_tokens, tools=tools, tool_choice=tool_choice
+            )
         else:
             stream = llm.stream(messages, max_tokens=max_tokens)
         spoken, splitter = SpokenText(), ClauseSplitter()
@@ -106,10 +110,15 @@ def draft_job(
             for i, chunk in enumerate(chunks):
                 audio = resample(chunk.samples, tts.sample_rate, out_rate)
                 scale = out_rate / tts.sample_rate
-                words = [(w.word, int(w.start_sample * scale), int(w.end_sample * scale)) for w in chunk.words]
+                words = [
+                    (w.word, int(w.start_sample * scale), int(w.end_sample * scale))
+                    for w in chunk.words
+                ]
                 lead, tail = joined and i == 0, open_end and i == len(chunks) - 1
                 audio, words = trim_seam(audio, words, out_rate, lead, tail)
-                info = {"tts_first_chunk": 1000.0 * (time.perf_counter() - t_clause)} if first else {}
+                info = (
+                    {"tts_first_chunk": 1000.0 * (time.perf_counter() - t_clause)} if first else {}
+                )
                 first = False
                 yield AudioChunk(audio, chunk.text, tuple(words), info)
             joined = open_end
@@ -140,7 +149,9 @@ def draft_job(
     return job
 
 
-def prefill_job(prefill: Callable[[Sequence[ChatMessage]], int], messages: Sequence[ChatMessage]) -> Callable[[], Iterator[DraftResult]]:
+def prefill_job(
+    prefill: Callable[[Sequence[ChatMessage]], int], messages: Sequence[ChatMessage]
+) -> Callable[[], Iterator[DraftResult]]:
     """The respond lane's job that evaluates a partial transcript's prompt ahead of the answer."""
 
     def job() -> Iterator[DraftResult]:

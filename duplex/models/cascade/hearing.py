@@ -12,13 +12,12 @@ hearing lanes finished:
 
 Hearing never touches the draft itself: what the draft must do about what was
 heard (prefill, start, pause, start again) goes back to the session as
-``DraftRequest`` values, in the order it was heard.
+``DraftRequest`` values (``results``), in the order it was heard.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,53 +26,27 @@ from duplex.audio.ring import RingBuffer
 from duplex.config import AsrConfig
 from duplex.events import ErrorEvent, Event, UserTranscriptFinal, UserTranscriptPartial
 from duplex.models.actions import Transcribe
-from duplex.models.asr_rescore import Looker, look_again
+from duplex.models.asr_rescore import Looker
 from duplex.models.base import ListenSignals
 from duplex.models.cascade.results import (
+    DraftRequest,
     EouScore,
     Final,
     HearingResult,
     LookingAgain,
     Partial,
+    PauseDraft,
+    Prefill,
+    RestartDraft,
     Revised,
+    StartDraft,
 )
+from duplex.models.cascade.transcribing import final_job, partial_job
 from duplex.models.stages import EndOfUtteranceScorer, SpeechRecognizer, VoiceActivityDetector
 from duplex.runtime.lanes import Job, Lane
 
 # How long a final waits for the draft's LLM to score its end of utterance.
 EOU_WAIT_MS = 600.0
-
-
-@dataclass(frozen=True)
-class Prefill:
-    """Warm the LLM's cache with a partial transcript."""
-
-    text: str
-    t_ms: float
-
-
-@dataclass(frozen=True)
-class StartDraft:
-    """The final's words are known: the held draft (if it has not started) answers them."""
-
-    text: str
-    t_ms: float
-
-
-@dataclass(frozen=True)
-class PauseDraft:
-    """A second look needs the cores: the held draft stops until its words are known."""
-
-
-@dataclass(frozen=True)
-class RestartDraft:
-    """A second look read other words: the held draft starts again from them."""
-
-    text: str
-    t_ms: float
-
-
-DraftRequest = Prefill | StartDraft | PauseDraft | RestartDraft
 
 
 @dataclass
@@ -171,11 +144,19 @@ class Hearing:
         return int(round(t_ms * self.rate / 1000.0))
 
     def _audio_span(self, start_ms: float, end_ms: float) -> np.ndarray:
-        return self.input.since(self._ms_to_sample(start_ms))[: self._ms_to_sample(end_ms - start_ms)]
+        return self.input.since(self._ms_to_sample(start_ms))[
+            : self._ms_to_sample(end_ms - start_ms)
+        ]
 
     # ------------------------------------------------------------------ listen
     def listen(
-        self, frame: np.ndarray, t_ms: float, *, drafting: bool, agent_speaking: bool, echo_db: float
+        self,
+        frame: np.ndarray,
+        t_ms: float,
+        *,
+        drafting: bool,
+        agent_speaking: bool,
+        echo_db: float,
     ) -> tuple[ListenSignals, list[DraftRequest]]:
         """Hear one input frame.
 
@@ -233,7 +214,15 @@ class Hearing:
         )
         return signals, heard.requests
 
-    def _heard(self, job: Job, item: HearingResult, t_ms: float, frame_end: float, drafting: bool, heard: _Heard) -> None:
+    def _heard(
+        self,
+        job: Job,
+        item: HearingResult,
+        t_ms: float,
+        frame_end: float,
+        drafting: bool,
+        heard: _Heard,
+    ) -> None:
         """Record one result, if its job is still wanted (the partial or the final in flight)."""
         final = self.final
         wanted = job is final.job
@@ -244,12 +233,16 @@ class Hearing:
                     heard.partial = text
                     heard.events.append(UserTranscriptPartial(t_ms, text))
                     heard.requests.append(Prefill(text, frame_end))
-            case Final(text=text, segment=segment, confidence=confidence, compute_ms=compute_ms) if wanted:
+            case Final(
+                text=text, segment=segment, confidence=confidence, compute_ms=compute_ms
+            ) if wanted:
                 # The recognizer's own time: the job's time also counts the EOU score.
                 final.confidence, final.compute_ms = confidence, compute_ms
                 final.segments.append((final.segment_start_ms, final.span[1], segment))
                 final.text = text
-                heard.requests.append(StartDraft(text, t_ms))  # the draft starts now, while the EOU model scores
+                heard.requests.append(
+                    StartDraft(text, t_ms)
+                )  # the draft starts now, while the EOU model scores
                 if self.eou_from_llm and text.strip() and drafting:
                     final.job = None
                     final.held = (frame_end, None)
@@ -260,7 +253,9 @@ class Hearing:
                     heard.take_final(final)
             case LookingAgain() if wanted:
                 heard.requests.append(PauseDraft())
-            case Revised(text=text, segment=segment, confidence=confidence, compute_ms=compute_ms) if wanted:
+            case Revised(
+                text=text, segment=segment, confidence=confidence, compute_ms=compute_ms
+            ) if wanted:
                 # A second look read the words otherwise: the draft starts again from them.
                 final.confidence, final.compute_ms = confidence, compute_ms
                 final.segments[-1] = (final.segment_start_ms, final.span[1], segment)
@@ -268,7 +263,9 @@ class Hearing:
                 heard.requests.append(RestartDraft(text, t_ms))
             case EouScore(score=score) if wanted:
                 final.job = None
-                heard.requests.append(StartDraft(final.text, t_ms))  # a draft paused for a look that kept the words
+                heard.requests.append(
+                    StartDraft(final.text, t_ms)
+                )  # a draft paused for a look that kept the words
                 heard.events.append(final.event(t_ms))  # the words as finally read
                 heard.take_final(final)
                 heard.eot = score  # P(utterance complete); the turn-taker blends it
@@ -288,21 +285,16 @@ class Hearing:
             return  # what is heard now is the agent's own echo until a barge-in pauses it
         if frame_end - voice.last_ms > 0 or frame_end - partials.last_ms < interval:
             return
-        start = max(voice.since_ms - 200, partials.floor_ms, frame_end - 1000 * self.settings.max_utterance_s)
+        start = max(
+            voice.since_ms - 200,
+            partials.floor_ms,
+            frame_end - 1000 * self.settings.max_utterance_s,
+        )
         audio = self._audio_span(start, frame_end)
         if len(audio) < self.rate * 0.4:
             return
         partials.last_ms = frame_end
-        asr, eou = self.asr_partial, self.eou
-
-        def job() -> Iterator[HearingResult]:
-            text = asr.transcribe(audio).text.strip()
-            yield Partial(text)
-            if eou is not None and text:
-                # Scored now, in the partial's own lane: a final that reads the same
-                # words (most do) finds its score cached and skips the pass.
-                eou.end_score(text)
-
+        job = partial_job(audio, self.asr_partial, self.eou)
         partials.job = self.partial_lane.submit("asr-partial", job, frame_end)
 
     def restart_partials(self, floor_ms: float) -> None:
@@ -353,47 +345,7 @@ class Hearing:
         audio = self._audio_span(start, min(end, t_ms + self.frame_ms))
         final.span = (a.start_ms, a.end_ms)
         final.segment_start_ms = seg_start
-        job = _final_job(audio, head, self.asr, self.eou, self.second_look, self.settings.rescore_below)
+        job = final_job(
+            audio, head, self.asr, self.eou, self.second_look, self.settings.rescore_below
+        )
         final.job = self.listen_lane.submit("asr-final", job, t_ms + self.frame_ms)
-
-
-def _final_job(
-    audio: np.ndarray,
-    head: str,
-    asr: SpeechRecognizer,
-    eou: EndOfUtteranceScorer | None,
-    second_look: Looker | None,
-    rescore_below: float,
-) -> Callable[[], Iterator[HearingResult]]:
-    """The listen lane's job for one final: read, score, look again while it reads unfinished.
-
-    The job reads; the tick records what it read (in ``listen``), and only for the
-    final still wanted: a job cancelled mid-read must not leave its words behind.
-    """
-
-    def job() -> Iterator[HearingResult]:
-        heard = asr.transcribe(audio)
-        new = heard.text.strip()
-        text = f"{head} {new}".strip()
-        yield Final(text, new, heard.confidence, heard.compute_ms)
-        if eou is None or not text:
-            return
-        score = eou.end_score(text)
-        if second_look is not None:
-            # While it reads as unfinished, the turn-taker would wait a while anyway:
-            # time for the recognizer's other readings (a mis-heard question often
-            # reads as a fragment). A better one replaces the final and its score.
-            def end_score(words: str) -> float:
-                return eou.end_score(f"{head} {words}".strip())
-
-            for step in look_again(second_look, audio, new, score, end_score, rescore_below):
-                if step is None:
-                    yield LookingAgain()  # the draft pauses: the look needs the cores
-                    continue
-                again, score = step
-                better = again.text.strip()
-                ms = heard.compute_ms + again.compute_ms
-                yield Revised(f"{head} {better}".strip(), better, again.confidence, ms)
-        yield EouScore(score)
-
-    return job

@@ -1,10 +1,12 @@
-"""What the cascade's lane jobs hand back to the tick: one small frozen value a step.
+"""What flows between the cascade's parts: one small frozen value each, matched with ``match``.
 
-A job runs off the tick (``duplex.runtime.lanes``) and yields these; the tick
-that polls the lane matches on them. The listen and partial lanes carry
+A lane job runs off the tick (``duplex.runtime.lanes``) and yields results; the
+tick that polls the lane matches on them. The listen and partial lanes carry
 *hearing* results (``Partial``, ``Final``, ``LookingAgain``, ``Revised``,
 ``EouScore``); the respond lane carries *draft* results (``Prefilled``,
 ``EouScore``, ``Clause``, ``AudioChunk``, a ``ToolCall``, ``Pending``, ``Done``).
+What hearing asks of the draft (``Prefill``, ``StartDraft``, ``PauseDraft``,
+``RestartDraft``) goes through the session, in the order it was heard.
 """
 
 from __future__ import annotations
@@ -114,3 +116,35 @@ class Done:
 
 
 DraftResult = Prefilled | EouScore | Clause | AudioChunk | ToolCall | Pending | Done
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """Warm the LLM's cache with a partial transcript."""
+
+    text: str
+    t_ms: float
+
+
+@dataclass(frozen=True)
+class StartDraft:
+    """The final's words are known: the held draft (if it has not started) answers them."""
+
+    text: str
+    t_ms: float
+
+
+@dataclass(frozen=True)
+class PauseDraft:
+    """A second look needs the cores: the held draft stops until its words are known."""
+
+
+@dataclass(frozen=True)
+class RestartDraft:
+    """A second look read other words: the held draft starts again from them."""
+
+    text: str
+    t_ms: float
+
+
+DraftRequest = Prefill | StartDraft | PauseDraft | RestartDraft

@@ -25,8 +25,9 @@ from duplex.models.actions import (
     Transcribe,
 )
 from duplex.models.base import AgentStatus, LaneFactory, ListenSignals, SpeakResult
-from duplex.models.cascade.hearing import Hearing, PauseDraft, Prefill, RestartDraft, StartDraft
+from duplex.models.cascade.hearing import Hearing
 from duplex.models.cascade.responding import Responding
+from duplex.models.cascade.results import PauseDraft, Prefill, RestartDraft, StartDraft
 from duplex.models.stages import (
     ChatMessage,
     SpeechSynthesizer,
@@ -49,7 +50,11 @@ class CascadeSession:
     """One conversation's state in the cascade: its ``hearing`` and its ``responding``."""
 
     def __init__(
-        self, settings: CascadeSettings, stages: CascadeStages, session_id: str, make_lane: LaneFactory
+        self,
+        settings: CascadeSettings,
+        stages: CascadeStages,
+        session_id: str,
+        make_lane: LaneFactory,
     ) -> None:
         self.session_id = session_id
         frame = settings.frame_samples
@@ -110,7 +115,11 @@ class CascadeSession:
     def listen(self, frame: np.ndarray, t_ms: float) -> ListenSignals:
         responding = self.responding
         signals, requests = self.hearing.listen(
-            frame, t_ms, drafting=responding.drafting, agent_speaking=responding.speaking, echo_db=responding.output.echo_db
+            frame,
+            t_ms,
+            drafting=responding.drafting,
+            agent_speaking=responding.playback.speaking,
+            echo_db=responding.playback.echo_db,
         )
         for request in requests:
             match request:
@@ -139,17 +148,17 @@ class CascadeSession:
                 case TakeTurn():
                     events.extend(self._take_turn(a, t_ms))
                 case PauseOutput():
-                    self.responding.pause()
+                    self.responding.playback.paused = True
                     # Judge the burst on its own audio: onset detection plus VAD lag ago.
                     self.hearing.restart_partials(t_ms - BURST_LOOKBACK_MS)
                 case ResumeOutput():
-                    self.responding.resume()
+                    self.responding.playback.paused = False
                     self.hearing.restart_partials(t_ms)
                 case StopOutput():
-                    events.extend(self.responding.end_playing(t_ms, interrupted=True))
+                    events.extend(self.responding.playback.end(t_ms, interrupted=True))
                     self._discard_draft()
                 case Backchannel():
-                    events.extend(self.responding.backchannel(t_ms))
+                    events.extend(self.responding.playback.backchannel(t_ms))
         return events
 
     def _discard_draft(self) -> None:
@@ -159,7 +168,9 @@ class CascadeSession:
 
     def _take_turn(self, a: TakeTurn, t_ms: float) -> list[Event]:
         text = a.text.strip()
-        if not a.options.answer:  # only the user's words into the history; the client asks for the answer
+        if (
+            not a.options.answer
+        ):  # only the user's words into the history; the client asks for the answer
             self._discard_draft()
             self.responding.record_user(text)
             self.hearing.restart_partials(t_ms)
@@ -178,12 +189,12 @@ class CascadeSession:
         return events
 
     def speak(self, t_ms: float) -> SpeakResult:
-        return self.responding.speak(t_ms)
+        return self.responding.playback.speak(t_ms)
 
     # ------------------------------------------------------------------ control
     def truncate(self, response_id: str, audio_end_ms: float, t_ms: float) -> list[Event]:
         """Keep in the history only what was heard of ``response_id`` up to ``audio_end_ms``."""
-        return self.responding.truncate(response_id, audio_end_ms, t_ms)
+        return self.responding.playback.truncate(response_id, audio_end_ms, t_ms)
 
     def set_instructions(self, text: str) -> None:
         """The system prompt of the following responses."""
@@ -202,16 +213,21 @@ class CascadeSession:
         self.responding.dialogue.replace(messages)
 
     def status(self) -> AgentStatus:
-        return self.responding.status()
+        return self.responding.playback.status()
 
     def close(self) -> None:
         """Stop the lanes, then free this session's own stages (their state; the shared
         weights stay loaded for the other sessions)."""
-        stopped = [lane.close() for lane in (self.partial_lane, self.listen_lane, self.respond_lane)]
+        stopped = [
+            lane.close() for lane in (self.partial_lane, self.listen_lane, self.respond_lane)
+        ]
         if not all(stopped):
             # A step still runs on an owned stage: freeing its state now would pull it
             # from under that step, so it stays allocated (and its weights loaded).
-            log.warning("session %s: a lane did not stop in time; its stages are left allocated", self.session_id)
+            log.warning(
+                "session %s: a lane did not stop in time; its stages are left allocated",
+                self.session_id,
+            )
             return
         for stage in (self.vad, self.llm, self.tts):
             stage.close()

@@ -88,7 +88,9 @@ def _turn_events(config, model):
 
 
 def test_a_final_that_reads_as_unfinished_gets_a_second_look(scripted_config):
-    model, llms = _misheard_question_model(scripted_config, _Looks("What is the capital of France?"))
+    model, llms = _misheard_question_model(
+        scripted_config, _Looks("What is the capital of France?")
+    )
     events = _turn_events(scripted_config, model)
 
     # One final, with the better reading; the turn is taken after a question's short pause.
@@ -108,7 +110,9 @@ def test_a_wider_look_follows_a_first_look_that_still_reads_unfinished(scripted_
     events = _turn_events(scripted_config, model)
 
     assert looks.looked == 2  # the question reads as finished: no third look
-    assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital of France?"]
+    assert [e.text for e in events if e.type == "user.transcript.final"] == [
+        "What is the capital of France?"
+    ]
     taken = [e for e in events if e.type == "turn.taken"]
     assert [e.text for e in taken] == ["What is the capital of France?"]
     assert taken[0].t_ms - taken[0].end_of_speech_ms < 600
@@ -121,7 +125,9 @@ def test_without_a_second_look_the_misreading_waits_a_fragments_pause(scripted_c
     model, llms = _misheard_question_model(scripted_config, None)
     events = _turn_events(scripted_config, model)
 
-    assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital and"]
+    assert [e.text for e in events if e.type == "user.transcript.final"] == [
+        "What is the capital and"
+    ]
     taken = [e for e in events if e.type == "turn.taken"]
     assert len(taken) == 1 and taken[0].t_ms - taken[0].end_of_speech_ms > 2000
 
@@ -132,7 +138,9 @@ def test_a_second_look_that_keeps_the_words_still_answers_them(scripted_config):
     model, llms = _misheard_question_model(scripted_config, _Looks("What is the capital and"))
     events = _turn_events(scripted_config, model)
 
-    assert [e.text for e in events if e.type == "user.transcript.final"] == ["What is the capital and"]
+    assert [e.text for e in events if e.type == "user.transcript.final"] == [
+        "What is the capital and"
+    ]
     taken = [e for e in events if e.type == "turn.taken"]
     assert len(taken) == 1 and taken[0].text == "What is the capital and"
     assert [r[-1].content for r in llms[0].requests] == ["What is the capital and"]
@@ -144,10 +152,14 @@ def test_a_final_cancelled_after_its_read_leaves_no_words_for_the_next(scripted_
     # withdrawn (the voice came back). Those words must not become the start of the
     # turn's next final: only a final the tick receives is recorded.
     stages = CascadeStages(
-        vad=lambda: EnergyVad(), asr=lambda: ScriptedAsr(["How far away is the moon?"]),
-        llm=lambda: ScriptedLlm(), tts=lambda: ToneTts(16000),
+        vad=lambda: EnergyVad(),
+        asr=lambda: ScriptedAsr(["How far away is the moon?"]),
+        llm=lambda: ScriptedLlm(),
+        tts=lambda: ToneTts(16000),
     )
-    session = CascadeModel.from_config(scripted_config, stages).open_session("t", lambda name, background=False: InlineLane(name))
+    session = CascadeModel.from_config(scripted_config, stages).open_session(
+        "t", lambda name, background=False: InlineLane(name)
+    )
     frame = scripted_config.frame_samples
     audio, t = np.concatenate([tone(1.0), silence(0.2)]), 0.0
     for i in range(0, len(audio) - frame + 1, frame):

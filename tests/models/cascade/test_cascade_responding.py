@@ -24,13 +24,18 @@ def test_a_draft_computes_one_token_a_step_so_a_cancel_stops_it_within_a_token(s
                 pulled.append(piece)
                 yield piece
 
-    llm = CountingLlm("The capital of France is Paris, a city of art and light and long walks by the river.")
+    llm = CountingLlm(
+        "The capital of France is Paris, a city of art and light and long walks by the river."
+    )
     stages = CascadeStages(
-        vad=lambda: EnergyVad(), asr=lambda: ScriptedAsr(), llm=lambda: llm, tts=lambda: ToneTts(16000)
+        vad=lambda: EnergyVad(),
+        asr=lambda: ScriptedAsr(),
+        llm=lambda: llm,
+        tts=lambda: ToneTts(16000),
     )
     session = CascadeModel.from_config(scripted_config, stages).open_session("t", _inline)
     session.act([TakeTurn("Where is Paris?", 0.0)], 0.0)
-    playing = session.responding.playing
+    playing = session.responding.playback.playing
     assert playing is not None and playing.job is not None
     job = playing.job  # the answer's lane job, stepped here by hand
     kinds: list[type] = []
@@ -44,7 +49,9 @@ def test_a_draft_computes_one_token_a_step_so_a_cancel_stops_it_within_a_token(s
     session.close()
 
 
-def test_the_end_of_a_response_travels_in_the_ticks_result_and_status_is_a_pure_read(scripted_config):
+def test_the_end_of_a_response_travels_in_the_ticks_result_and_status_is_a_pure_read(
+    scripted_config,
+):
     session = scripted_model(scripted_config, reply="Sure thing.").open_session("t", _inline)
     frame_ms = scripted_config.audio.frame_ms
     quiet = np.zeros(scripted_config.frame_samples, np.float32)

@@ -1,0 +1,80 @@
+"""The hearing lanes' jobs: a partial transcript, and a final with its end of turn.
+
+A job reads and scores; the tick records what it read (``hearing.Hearing.listen``),
+and only for the job still wanted: a job cancelled mid-read leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from duplex.models.asr_rescore import Looker, look_again
+from duplex.models.cascade.results import (
+    EouScore,
+    Final,
+    HearingResult,
+    LookingAgain,
+    Partial,
+    Revised,
+)
+from duplex.models.stages import EndOfUtteranceScorer, SpeechRecognizer
+
+
+def partial_job(
+    audio: np.ndarray, asr: SpeechRecognizer, eou: EndOfUtteranceScorer | None
+) -> Callable[[], Iterator[HearingResult]]:
+    """The partial lane's job: transcribe the speech so far, and score its end of turn."""
+
+    def job() -> Iterator[HearingResult]:
+        text = asr.transcribe(audio).text.strip()
+        yield Partial(text)
+        if eou is not None and text:
+            # Scored now, in the partial's own lane: a final that reads the same
+            # words (most do) finds its score cached and skips the pass.
+            eou.end_score(text)
+
+    return job
+
+
+def final_job(
+    audio: np.ndarray,
+    head: str,
+    asr: SpeechRecognizer,
+    eou: EndOfUtteranceScorer | None,
+    second_look: Looker | None,
+    rescore_below: float,
+) -> Callable[[], Iterator[HearingResult]]:
+    """The listen lane's job for one final: read, score, look again while it reads unfinished.
+
+    The job reads; the tick records what it read (in ``listen``), and only for the
+    final still wanted: a job cancelled mid-read must not leave its words behind.
+    """
+
+    def job() -> Iterator[HearingResult]:
+        heard = asr.transcribe(audio)
+        new = heard.text.strip()
+        text = f"{head} {new}".strip()
+        yield Final(text, new, heard.confidence, heard.compute_ms)
+        if eou is None or not text:
+            return
+        score = eou.end_score(text)
+        if second_look is not None:
+            # While it reads as unfinished, the turn-taker would wait a while anyway:
+            # time for the recognizer's other readings (a mis-heard question often
+            # reads as a fragment). A better one replaces the final and its score.
+            def end_score(words: str) -> float:
+                return eou.end_score(f"{head} {words}".strip())
+
+            for step in look_again(second_look, audio, new, score, end_score, rescore_below):
+                if step is None:
+                    yield LookingAgain()  # the draft pauses: the look needs the cores
+                    continue
+                again, score = step
+                better = again.text.strip()
+                ms = heard.compute_ms + again.compute_ms
+                yield Revised(f"{head} {better}".strip(), better, again.confidence, ms)
+        yield EouScore(score)
+
+    return job
