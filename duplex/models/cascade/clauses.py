@@ -21,13 +21,11 @@ ENDS_PUNCTUATED = re.compile(r"[.!?,;:][\"')\]]*$")
 
 # Words a clause should not end on: the listener hears a seam after "of" or "the".
 _WEAK_ENDINGS = frozenset(
-    [
-        "a", "an", "the", "of", "to", "in", "on", "at", "for", "with", "from", "by", "as", "and",
-        "or", "but", "if", "so", "that", "than", "is", "are", "was", "were", "be", "been", "has",
-        "have", "had", "do", "does", "did", "can", "could", "will", "would", "should", "may",
-        "might", "must", "my", "your", "our", "their", "his", "her", "its", "this", "these",
-        "those", "i", "you", "we", "they", "he", "she", "it", "not",
-    ]
+    """
+    a an the of to in on at for with from by as and or but if so that than is are was were
+    be been has have had do does did can could will would should may might must my your our
+    their his her its this these those i you we they he she it not
+    """.split()
 )
 
 
@@ -45,7 +43,11 @@ class ClauseSplitter:
     """
 
     def __init__(
-        self, first_min_words: int = 3, first_max_words: int = 6, min_words: int = 3, max_words: int = 14
+        self,
+        first_min_words: int = 3,
+        first_max_words: int = 6,
+        min_words: int = 3,
+        max_words: int = 14,
     ) -> None:
         self.first_min_words = first_min_words
         self.first_max_words = first_max_words
@@ -78,7 +80,11 @@ class ClauseSplitter:
         words = buf.split()
         if m:
             cut = m.end()
-        if s and (first or len(buf[: s.end()].split()) >= self.min_words) and (cut is None or s.end() < cut):
+        if (
+            s
+            and (first or len(buf[: s.end()].split()) >= self.min_words)
+            and (cut is None or s.end() < cut)
+        ):
             cut = s.end()
         # Tokens arrive as " word" pieces: the last word may be unfinished, so
         # a cut by count falls before it.
@@ -92,6 +98,7 @@ class ClauseSplitter:
         if cut is not None and cut <= 0:
             cut = None
         return cut
+
 
 SEAM_PAD_S = 0.03  # the silence kept either side of a seam
 

@@ -233,39 +233,33 @@ class Hearing:
                     heard.partial = text
                     heard.events.append(UserTranscriptPartial(t_ms, text))
                     heard.requests.append(Prefill(text, frame_end))
-            case Final(
-                text=text, segment=segment, confidence=confidence, compute_ms=compute_ms
-            ) if wanted:
+            case Final() as got if wanted:
                 # The recognizer's own time: the job's time also counts the EOU score.
-                final.confidence, final.compute_ms = confidence, compute_ms
-                final.segments.append((final.segment_start_ms, final.span[1], segment))
-                final.text = text
-                heard.requests.append(
-                    StartDraft(text, t_ms)
-                )  # the draft starts now, while the EOU model scores
-                if self.eou_from_llm and text.strip() and drafting:
+                final.confidence, final.compute_ms = got.confidence, got.compute_ms
+                final.segments.append((final.segment_start_ms, final.span[1], got.segment))
+                final.text = got.text
+                # The draft starts now, while the EOU model scores.
+                heard.requests.append(StartDraft(got.text, t_ms))
+                if self.eou_from_llm and got.text.strip() and drafting:
                     final.job = None
                     final.held = (frame_end, None)
                     heard.events.append(final.event(t_ms))
-                elif self.eou is None or not text.strip():
+                elif self.eou is None or not got.text.strip():
                     final.job = None
                     heard.events.append(final.event(t_ms))
                     heard.take_final(final)
             case LookingAgain() if wanted:
                 heard.requests.append(PauseDraft())
-            case Revised(
-                text=text, segment=segment, confidence=confidence, compute_ms=compute_ms
-            ) if wanted:
+            case Revised() as got if wanted:
                 # A second look read the words otherwise: the draft starts again from them.
-                final.confidence, final.compute_ms = confidence, compute_ms
-                final.segments[-1] = (final.segment_start_ms, final.span[1], segment)
-                final.text = text
-                heard.requests.append(RestartDraft(text, t_ms))
+                final.confidence, final.compute_ms = got.confidence, got.compute_ms
+                final.segments[-1] = (final.segment_start_ms, final.span[1], got.segment)
+                final.text = got.text
+                heard.requests.append(RestartDraft(got.text, t_ms))
             case EouScore(score=score) if wanted:
                 final.job = None
-                heard.requests.append(
-                    StartDraft(final.text, t_ms)
-                )  # a draft paused for a look that kept the words
+                # A draft paused for a look that kept the words starts again from them.
+                heard.requests.append(StartDraft(final.text, t_ms))
                 heard.events.append(final.event(t_ms))  # the words as finally read
                 heard.take_final(final)
                 heard.eot = score  # P(utterance complete); the turn-taker blends it

@@ -168,9 +168,8 @@ class CascadeSession:
 
     def _take_turn(self, a: TakeTurn, t_ms: float) -> list[Event]:
         text = a.text.strip()
-        if (
-            not a.options.answer
-        ):  # only the user's words into the history; the client asks for the answer
+        if not a.options.answer:
+            # Only the user's words into the history; the client asks for the answer.
             self._discard_draft()
             self.responding.record_user(text)
             self.hearing.restart_partials(t_ms)
