@@ -20,13 +20,17 @@ ENDS_PUNCTUATED = re.compile(r"[.!?,;:][\"')\]]*$")
 
 
 # Words a clause should not end on: the listener hears a seam after "of" or "the".
+# fmt: off
 _WEAK_ENDINGS = frozenset(
-    """
-    a an the of to in on at for with from by as and or but if so that than is are was were
-    be been has have had do does did can could will would should may might must my your our
-    their his her its this these those i you we they he she it not
-    """.split()
+    [
+        "a", "an", "the", "of", "to", "in", "on", "at", "for", "with", "from", "by", "as", "and",
+        "or", "but", "if", "so", "that", "than", "is", "are", "was", "were", "be", "been", "has",
+        "have", "had", "do", "does", "did", "can", "could", "will", "would", "should", "may",
+        "might", "must", "my", "your", "our", "their", "his", "her", "its", "this", "these",
+        "those", "i", "you", "we", "they", "he", "she", "it", "not",
+    ]
 )
+# fmt: on
 
 
 class ClauseSplitter:
