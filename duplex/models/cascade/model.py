@@ -50,7 +50,8 @@ class CascadeSettings:
     turn and engine values its sessions act on.
 
     Attributes:
-        audio: sample rates and the tick's frame.
+        audio: sample rates and the tick's frame (``frame_samples``, ``output_frame_samples``
+            in samples).
         asr: partial interval, longest utterance, second-look threshold.
         llm: system prompt and answer length.
         vad_threshold: a VAD probability at or above it is speech (``turn.vad_threshold``).
@@ -62,6 +63,8 @@ class CascadeSettings:
     audio: AudioConfig
     asr: AsrConfig
     llm: LlmConfig
+    frame_samples: int  # input samples a tick
+    output_frame_samples: int  # output samples a tick
     vad_threshold: float = 0.5
     backchannel_text: str = "Mhm."
     output_lookahead_ms: float = 8000.0
@@ -73,20 +76,12 @@ class CascadeSettings:
             audio=config.audio,
             asr=config.models.asr,
             llm=config.models.llm,
+            frame_samples=config.frame_samples,
+            output_frame_samples=config.output_frame_samples,
             vad_threshold=config.turn.vad_threshold,
             backchannel_text=config.turn.backchannel_text,
             output_lookahead_ms=float(config.engine.output_lookahead_ms),
         )
-
-    @property
-    def frame_samples(self) -> int:
-        """Input samples a tick."""
-        return self.audio.input_sample_rate * self.audio.frame_ms // 1000
-
-    @property
-    def output_frame_samples(self) -> int:
-        """Output samples a tick."""
-        return self.audio.output_sample_rate * self.audio.frame_ms // 1000
 
 
 class CascadeModel:
