@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	# wheel cache: a wheel built natively on another CPU can hold instructions this one lacks.
 	CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" $(PIP) install -q --no-cache-dir 'llama-cpp-python==$(LLAMA_CPP_VERSION)'
 	$(PIP) install -q -e '.[dev]'
+	# Smart Turn v3.2 (the optional acoustic end of turn): one file out of the pipecat-ai
+	# wheel, downloaded with --no-deps; pipecat and its dependencies are not installed.
+	$(PY) models/scripts/fetch_smart_turn.py
 	touch $@
 
 # The codec-LM backend: pinned CPU torch (the local wheel; never unpinned, pip would fetch a

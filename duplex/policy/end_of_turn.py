@@ -54,6 +54,15 @@ def blend_end_of_turn(text: str, semantic: float | None) -> float:
     return 0.75 * semantic + 0.25 * lexical
 
 
+def fuse_end_of_turn(score: float, acoustic: float | None, weight: float) -> float:
+    """The blended word score fused with an acoustic P(turn end) of the same pause
+    (``models/smart_turn.py``): ``weight`` of the acoustic score, the rest the words'.
+    None (no acoustic model, or no audio scored) leaves ``score`` as it is."""
+    if acoustic is None or weight <= 0:
+        return score
+    return (1.0 - weight) * score + weight * acoustic
+
+
 def pause_needed_ms(score: float | None, cfg: TurnConfig) -> float:
     """The silence the turn-taker waits for before answering a turn that scored ``score``.
 

