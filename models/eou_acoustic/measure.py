@@ -20,8 +20,10 @@ Sources, reported apart:
 * ``espeak``: the same sentences in four espeak-ng voices;
 * ``espeak-fragments``: the earlier yardstick (``measure_eou.py``'s held-out set),
   fragments spoken on their own: espeak gives them a finished sentence's intonation.
-* ``human``: recordings of real speech, when ``--human`` names a directory of
-  ``<name>.wav`` files with a ``labels.json`` of ``{"<name>": "finished"|"continuing"}``.
+* ``human`` and ``human-held-out``: real speech, the English Asterisk prompts of
+  ``duplex.eval.human_speech`` (a professional speaker reading finished sentences,
+  questions, and fragments meant to be continued: "The estimated hold time is
+  currently ..."), trimmed to the last loud frame. Its split is kept apart.
 
 With ``--semantic`` every clip is also transcribed by the default recognizer and
 scored by the default end-of-utterance model and blended as the turn-taker does
@@ -30,7 +32,7 @@ with the acoustic one (``fuse_end_of_turn``) at a few weights.
 
 Usage::
 
-    python models/eou_acoustic/measure.py [--sources piper,espeak,espeak-fragments]
+    python models/eou_acoustic/measure.py [--sources piper,espeak,espeak-fragments,human]
         [--silence-ms 200] [--semantic] [--out F.json] [--threads 1]
 """
 
@@ -115,6 +117,7 @@ class Row:
     compute_ms: float
     heard: str | None = None
     semantic: float | None = None  # the blended semantic score (blend_end_of_turn)
+    semantic_ms: float | None = None  # the end-of-utterance model's call on the transcript
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -188,14 +191,43 @@ def espeak_fragment_clips(silence: np.ndarray) -> list[Clip]:
     return out
 
 
-def human_clips(directory: Path, silence: np.ndarray) -> list[Clip]:
+def _trim(audio: np.ndarray, floor_db: float = -40.0) -> np.ndarray:
+    """``audio`` up to its last 10 ms frame within ``floor_db`` of its loudest one."""
+    frames = len(audio) // 160
+    rms = np.sqrt(np.mean(audio[: frames * 160].reshape(frames, 160) ** 2, axis=1) + 1e-12)
+    loud = np.nonzero(20 * np.log10(rms / rms.max()) > floor_db)[0]
+    return audio[: (loud[-1] + 1) * 160]
+
+
+# The human recordings' styles (duplex.eval.human_speech): what each is at its end.
+HUMAN_LABELS = {"sentence": "finished", "question": "finished", "continues": "continuing"}
+
+
+def human_clips(silence: np.ndarray, manifest: Path | None, root: Path | None) -> list[Clip]:
+    """Real speech: the Asterisk prompts of ``duplex.eval.human_speech`` (studio recordings
+    of finished sentences, questions and fragments read to be continued), English only
+    (the other speakers read no fragments). Each is trimmed to its last loud frame.
+
+    ``manifest`` and ``root`` read a human_speech.json and the folder its package is
+    unpacked into, where ``duplex.eval.human_speech`` is not on this branch."""
     import soundfile as sf
 
-    labels = json.loads((directory / "labels.json").read_text())
+    if manifest is None:
+        from duplex.eval.human_speech import human_clips as recordings  # type: ignore[import-not-found]
+
+        items = [(c.path, c.style, c.held_out, c.text) for c in recordings(language="en")]
+    else:
+        data = json.loads(manifest.read_text())["clips"]
+        folder = (root or Path.home() / ".cache/duplex/human-speech") / "usr/share/asterisk/sounds/en_US_f_Allison"
+        items = [(folder / c["file"], c["style"], c["held_out"], c["text"]) for c in data if c["source"] == "en"]
     out = []
-    for name, label in sorted(labels.items()):
-        audio, rate = sf.read(directory / f"{name}.wav", dtype="float32", always_2d=True)
-        out.append(Clip("human", label, name, "", np.concatenate([_to16k(audio.mean(axis=1), rate), silence])))
+    for path, style, held_out, text in items:
+        if style not in HUMAN_LABELS:
+            continue
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        x = _trim(_to16k(audio.mean(axis=1), rate))
+        name = "human-held-out" if held_out else "human"
+        out.append(Clip(name, HUMAN_LABELS[style], text, "Allison (en)", np.concatenate([x, silence])))
     return out
 
 
@@ -203,7 +235,8 @@ def main() -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sources", default="piper,espeak,espeak-fragments")
-    ap.add_argument("--human", type=Path, help="a directory of <name>.wav and labels.json")
+    ap.add_argument("--human-manifest", type=Path, help="a human_speech.json (default: duplex.eval.human_speech)")
+    ap.add_argument("--human-root", type=Path, help="where its Debian package is unpacked")
     ap.add_argument("--silence-ms", type=float, default=200.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--semantic", action="store_true", help="also transcribe and score the words")
@@ -219,10 +252,10 @@ def main() -> None:
     makers = {"piper": piper_clips, "espeak": espeak_clips, "espeak-fragments": espeak_fragment_clips}
     clips: list[Clip] = []
     for name in args.sources.split(","):
-        if name:
+        if name in makers:
             clips += makers[name](silence)
-    if args.human:
-        clips += human_clips(args.human, silence)
+    if "human" in args.sources.split(","):
+        clips += human_clips(silence, args.human_manifest, args.human_root)
 
     model = SmartTurn(threads=args.threads)
     asr = eou = None
@@ -238,12 +271,14 @@ def main() -> None:
     rows: list[Row] = []
     for c in clips:
         r = model.score(c.audio)
-        heard = semantic = None
+        heard = semantic = semantic_ms = None
         if asr is not None:
             heard = asr.transcribe(c.audio).text
+            t0 = time.perf_counter()
             p = eou.end_score(heard) if eou is not None and heard else None
+            semantic_ms = (time.perf_counter() - t0) * 1000.0
             semantic = blend_end_of_turn(heard, p)
-        rows.append(Row(c.source, c.label, c.text, c.voice, r.probability, r.compute_ms, heard, semantic))
+        rows.append(Row(c.source, c.label, c.text, c.voice, r.probability, r.compute_ms, heard, semantic, semantic_ms))
     load_after = os.getloadavg()
 
     weights = [float(w) for w in args.weights.split(",") if w]
@@ -278,6 +313,12 @@ def main() -> None:
         f"p95 {np.percentile(ms, 95):.0f} ms over {len(ms)} calls; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} CPUs"
     )
+    sem_ms = [r.semantic_ms for r in rows if r.semantic_ms is not None]
+    if sem_ms:
+        print(
+            f"the end-of-utterance model's call on the transcript, same run: p50 {np.percentile(sem_ms, 50):.0f} ms, "
+            f"p95 {np.percentile(sem_ms, 95):.0f} ms"
+        )
     if args.out:
         args.out.write_text(json.dumps([asdict(r) for r in rows], indent=1))
         print(f"wrote {args.out}")
