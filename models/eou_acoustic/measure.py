@@ -18,6 +18,8 @@ Sources, reported apart:
 
 * ``piper``: the default voice (en_US-joe-medium), natural prosody;
 * ``espeak``: the same sentences in four espeak-ng voices;
+* ``piper-intonation``, ``espeak-intonation``: the words before each pause spoken alone
+  twice, ending on a full stop and on a comma: only the intonation differs.
 * ``espeak-fragments``: the earlier yardstick (``measure_eou.py``'s held-out set),
   fragments spoken on their own: espeak gives them a finished sentence's intonation.
 * ``human`` and ``human-held-out``: real speech, the English Asterisk prompts of
@@ -175,6 +177,35 @@ def espeak_clips(silence: np.ndarray) -> list[Clip]:
     return out
 
 
+def _intonation_clips(source: str, voice: str, tts: object, silence: np.ndarray) -> list[Clip]:
+    """The same words twice, spoken alone: ending on a full stop, and on a comma."""
+    out: list[Clip] = []
+    for sentence, word in PAUSED_SENTENCES:
+        words = sentence.split()
+        prefix = " ".join(words[: 1 + [w.strip(".,!?").lower() for w in words].index(word.lower())]).rstrip(",")
+        for label, text in (("finished", prefix + "."), ("continuing", prefix + ",")):
+            (chunk,) = list(tts.synthesize(text))  # type: ignore[attr-defined]
+            audio = _to16k(chunk.samples[: chunk.words[-1].end_sample], tts.sample_rate)  # type: ignore[attr-defined]
+            out.append(Clip(source, label, text, voice, np.concatenate([audio, silence])))
+    return out
+
+
+def piper_intonation_clips(silence: np.ndarray) -> list[Clip]:
+    from duplex.models.tts_piper import PiperSynthesizer
+
+    tts = PiperSynthesizer()
+    try:
+        return _intonation_clips("piper-intonation", "joe-medium", tts, silence)
+    finally:
+        tts.close()
+
+
+def espeak_intonation_clips(silence: np.ndarray) -> list[Clip]:
+    from duplex.models.tts_espeak import EspeakSynthesizer
+
+    return [c for v in ESPEAK_VOICES for c in _intonation_clips("espeak-intonation", v, EspeakSynthesizer(v), silence)]
+
+
 def espeak_fragment_clips(silence: np.ndarray) -> list[Clip]:
     sys.path.insert(0, str(ROOT / "models" / "scripts"))
     from measure_eou import HELD_OUT_FINISHED, HELD_OUT_FRAGMENTS
@@ -249,7 +280,13 @@ def main() -> None:
     from duplex.policy.end_of_turn import fuse_end_of_turn
 
     silence = np.zeros(int(args.silence_ms * 16), np.float32)
-    makers = {"piper": piper_clips, "espeak": espeak_clips, "espeak-fragments": espeak_fragment_clips}
+    makers = {
+        "piper": piper_clips,
+        "espeak": espeak_clips,
+        "espeak-fragments": espeak_fragment_clips,
+        "piper-intonation": piper_intonation_clips,
+        "espeak-intonation": espeak_intonation_clips,
+    }
     clips: list[Clip] = []
     for name in args.sources.split(","):
         if name in makers:
