@@ -26,6 +26,8 @@ Sources, reported apart:
   ``duplex.eval.human_speech`` (a professional speaker reading finished sentences,
   questions, and fragments meant to be continued: "The estimated hold time is
   currently ..."), trimmed to the last loud frame. Its split is kept apart.
+* ``human-cut``: each finished human sentence whole against the same sentence stopped
+  at 60 % of its length (a check that the model hears a cut-off turn at all).
 
 With ``--semantic`` every clip is also transcribed by the default recognizer and
 scored by the default end-of-utterance model and blended as the turn-taker does
@@ -234,13 +236,14 @@ def _trim(audio: np.ndarray, floor_db: float = -40.0) -> np.ndarray:
 HUMAN_LABELS = {"sentence": "finished", "question": "finished", "continues": "continuing"}
 
 
-def human_clips(silence: np.ndarray, manifest: Path | None, root: Path | None) -> list[Clip]:
+def human_clips(silence: np.ndarray, manifest: Path | None, root: Path | None, cut: bool = False) -> list[Clip]:
     """Real speech: the Asterisk prompts of ``duplex.eval.human_speech`` (studio recordings
     of finished sentences, questions and fragments read to be continued), English only
     (the other speakers read no fragments). Each is trimmed to its last loud frame.
 
     ``manifest`` and ``root`` read a human_speech.json and the folder its package is
-    unpacked into, where ``duplex.eval.human_speech`` is not on this branch."""
+    unpacked into, where ``duplex.eval.human_speech`` is not on this branch. ``cut`` adds
+    the ``human-cut`` pairs: each finished sentence whole and stopped at 60 %."""
     import soundfile as sf
 
     if manifest is None:
@@ -259,6 +262,11 @@ def human_clips(silence: np.ndarray, manifest: Path | None, root: Path | None) -
         x = _trim(_to16k(audio.mean(axis=1), rate))
         name = "human-held-out" if held_out else "human"
         out.append(Clip(name, HUMAN_LABELS[style], text, "Allison (en)", np.concatenate([x, silence])))
+        if cut and HUMAN_LABELS[style] == "finished" and len(x) >= 16000:
+            # The same sentence stopped at 60 % of its length (mostly inside a word or a
+            # phrase): a turn cut off, not a pause with continuing intonation.
+            for label, part in (("finished", x), ("continuing", x[: int(0.6 * len(x))])):
+                out.append(Clip("human-cut", label, text, "Allison (en)", np.concatenate([part, silence])))
     return out
 
 
@@ -291,8 +299,10 @@ def main() -> None:
     for name in args.sources.split(","):
         if name in makers:
             clips += makers[name](silence)
-    if "human" in args.sources.split(","):
-        clips += human_clips(silence, args.human_manifest, args.human_root)
+    wanted = args.sources.split(",")
+    if "human" in wanted or "human-cut" in wanted:
+        found = human_clips(silence, args.human_manifest, args.human_root, cut="human-cut" in wanted)
+        clips += [c for c in found if c.source in wanted or (c.source == "human-held-out" and "human" in wanted)]
 
     model = SmartTurn(threads=args.threads)
     asr = eou = None
