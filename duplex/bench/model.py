@@ -179,12 +179,12 @@ def run_model_bench(
     """
     import torch
 
+    from duplex.config import CodecLmConfig
     from duplex.models.codec_lm.checkpoint import (
         load_checkpoint,
         resolve_device,
         write_tiny_checkpoint,
     )
-    from duplex.models.codec_lm.settings import CodecLmConfig
 
     dev = resolve_device(device)
     if dev == "cpu":

@@ -1,17 +1,32 @@
-"""Semantic end-of-turn score from a transcript: does this sound finished?
+"""End of turn, the policy side: is the user's turn over, and when to ask for its words.
 
-A cheap lexical model used when no learned end-of-utterance model is
-configured: a question or a statement that ends on a content word sounds
-complete; a turn that ends on a conjunction, a preposition, an article or a
-filler ("a flight to …", "and um") sounds cut off.
+Not silence alone. The pause needed before answering shrinks when the transcript
+looks complete (semantic end-of-turn score) and grows when it looks cut off ("a
+flight to …"). A final transcript is requested early, at a short pause, with a
+response drafted and held (preemptive generation); if the user goes on, the
+draft is discarded.
+
+- ``end_of_turn_score``: a cheap lexical model, used alone when no learned
+  end-of-utterance model is configured: a question or a statement that ends on
+  a content word sounds complete; a turn that ends on a conjunction, a
+  preposition, an article or a filler ("and um") sounds cut off;
+- ``blend_end_of_turn``: the learned model's score blended with it;
+- ``pause_needed_ms``: the silence to wait for, from the score;
+- ``UserTurn``: the user's turn being built, and its transcript request;
+- ``Endpointing``: the ``[turn]`` thresholds that the turn-taker asks.
+
+The scores themselves come from the models layer (``ListenSignals.eot_score``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from duplex.config import TurnConfig
+from duplex.models.actions import Transcribe
+from duplex.models.base import ListenSignals
 
 # Words after which an English utterance is rarely complete.
 _CONTINUATION = frozenset(
@@ -79,3 +94,75 @@ def pause_needed_ms(score: float | None, cfg: TurnConfig) -> float:
         return float(lo if score >= cfg.eot_midpoint else hi)
     unsure = 1.0 / (1.0 + math.exp((score - cfg.eot_midpoint) / cfg.eot_width))
     return lo + unsure * (hi - lo)
+
+
+@dataclass
+class UserTurn:
+    """The user's turn being built (possibly across mid-utterance pauses), in stream ms."""
+
+    open: bool = False
+    start_ms: float = 0.0
+    speech_end_ms: float = 0.0
+    requested_end_ms: float = -1.0  # end of the span last sent for transcription (-1: none)
+    final_text: str | None = None
+    eot_score: float | None = None
+
+    @property
+    def speech_ms(self) -> float:
+        """From the turn's first onset to its last voice."""
+        return self.speech_end_ms - self.start_ms
+
+    @property
+    def asked(self) -> bool:
+        """A transcript (and a draft) was requested for the turn as it stands."""
+        return self.requested_end_ms >= 0
+
+    def request_final(self) -> Transcribe:
+        """Ask for the final transcript up to the end of speech (and a held draft)."""
+        self.requested_end_ms = self.speech_end_ms
+        return Transcribe(self.start_ms, self.speech_end_ms, draft=True)
+
+    def forget_final(self) -> None:
+        """The user went on: the transcript asked for no longer fits the turn."""
+        self.requested_end_ms = -1.0
+        self.final_text = None
+        self.eot_score = None
+
+    def hear_final(self, signals: ListenSignals) -> None:
+        """Take the final transcript from ``signals`` if it is the one requested, and score it."""
+        if signals.final_text is not None and abs(signals.final_end_ms - self.requested_end_ms) < 1e-6:
+            self.final_text = signals.final_text
+            self.eot_score = blend_end_of_turn(signals.final_text, signals.eot_score)
+
+
+class Endpointing:
+    """When to ask for the user's words and when their turn is over (``[turn]``).
+
+    Args:
+        cfg: the ``[turn]`` section.
+    """
+
+    def __init__(self, cfg: TurnConfig) -> None:
+        self.cfg = cfg
+
+    def ask_in_hangover(self, turn: UserTurn, silence_ms: float) -> bool:
+        """An unvoiced frame inside the hangover declares the end of speech: a
+        ``preempt_silence_ms`` shorter than the hangover asks for the transcript here."""
+        return (
+            not turn.asked
+            and silence_ms >= self.cfg.preempt_silence_ms
+            and turn.speech_ms >= self.cfg.min_turn_ms
+        )
+
+    def ask_after_speech(self, turn: UserTurn, silence_ms: float) -> bool:
+        """Speech has stopped and paused long enough to ask for the transcript (and a
+        draft); a turn too short to be one is dropped instead (``too_short``)."""
+        return not turn.asked and silence_ms >= self.cfg.preempt_silence_ms
+
+    def too_short(self, turn: UserTurn) -> bool:
+        """A click or a cough: no turn."""
+        return turn.speech_ms < self.cfg.min_turn_ms
+
+    def turn_over(self, turn: UserTurn, silence_ms: float) -> bool:
+        """The pause is long enough for what the transcript says (``pause_needed_ms``)."""
+        return silence_ms >= pause_needed_ms(turn.eot_score, self.cfg)

@@ -26,7 +26,8 @@ from duplex.events import SessionClosed as SessionClosedEvent
 from duplex.models.actions import ResponseOptions
 from duplex.models.base import ModelSession
 from duplex.models.stages import ChatMessage, Tool, ToolChoice
-from duplex.policy.echo import EchoEstimator, make_echo_canceller
+from duplex.policy.echo import echo_guard_for
+from duplex.policy.echo_cancel import echo_canceller_for
 from duplex.policy.turn_taker import ConvState, TurnTaker
 from duplex.runtime import heap
 from duplex.runtime.channel import EventChannel
@@ -88,10 +89,8 @@ class Session:
         # Every event as it is emitted, from any thread (a server recording's events.jsonl).
         self.event_log = event_log
         # Echo: the agent's output, as played, is the canceller's reference.
-        self.echo = make_echo_canceller(
-            config.echo.engine, config.audio.input_sample_rate, self.frame_samples, config.echo.idle_bypass_ms
-        )
-        self.echo_guard = EchoEstimator(margin_db=config.echo.guard_margin_db, dt_corr=config.echo.double_talk_corr) if config.echo.guard else None
+        self.echo = echo_canceller_for(config.echo, config.audio.input_sample_rate, self.frame_samples)
+        self.echo_guard = echo_guard_for(config.echo, self.frame_ms)
         self._played = np.zeros(self.frame_samples, np.float32)
         # A response ended in the last tick (its ``SpeakResult.finished``): the turn-taker
         # hears it in this one.

@@ -48,7 +48,8 @@ import numpy as np
 from duplex.audio.resample import resample
 from duplex.bench.speech import QUESTIONS, speak
 from duplex.models.vad_silero import SileroVad
-from duplex.policy.echo import EchoEstimator, make_echo_canceller
+from duplex.policy.echo import EchoEstimator
+from duplex.policy.echo_cancel import make_echo_canceller
 
 SR = 16000
 FRAME = 512
@@ -199,7 +200,7 @@ def run_one(engine: str, far: np.ndarray, near: np.ndarray, sc: Scenario, opts: 
     noise = (10 ** (NOISE_DBFS / 20) * rng.standard_normal(len(far))).astype(np.float32)
     mic = echo + near + noise
     aec = make_echo_canceller(engine, SR, FRAME, **opts)
-    est = EchoEstimator()
+    est = EchoEstimator(1000.0 * FRAME / SR)
     out = np.zeros_like(mic)
     cpu: list[float] = []
     explained: list[bool] = []

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch  # the codec LM backend: make install-torch (pinned CPU torch, moshi --no-deps)
 
-from duplex.config import config_from_dict  # noqa: E402
+from duplex.config import CodecLmConfig, config_from_dict  # noqa: E402
 from duplex.errors import ModelNotFound  # noqa: E402
 from duplex.models.codec_lm.checkpoint import (  # noqa: E402
     build_tiny_models,
@@ -24,7 +24,6 @@ from duplex.models.codec_lm.checkpoint import (  # noqa: E402
     write_tiny_checkpoint,
 )
 from duplex.models.codec_lm.core import CodecCore  # noqa: E402
-from duplex.models.codec_lm.settings import CodecLmConfig  # noqa: E402
 from duplex.models.codec_lm.stepper import BatchStepper  # noqa: E402
 
 from conftest import silence  # noqa: E402
@@ -248,6 +247,31 @@ def test_real_time_sessions_on_their_own_threads_share_each_batch_step(bundle):
     assert sum(r.stepped for r in rounds) >= 40
     shared = sum(1 for r in rounds if r.stepped == 2)
     assert shared >= 0.7 * len(rounds), [(r.stepped, r.masked_late) for r in rounds]
+
+
+def test_the_tiny_profiles_echo_guard_counts_in_its_own_80_ms_frames(tiny_dir, bundle):
+    """The echo guard of a codec-LM session runs on the profile's 80 ms frames: its
+    echo tail lasts as long in stream time as a 32 ms guard's, not 2.5 times longer."""
+    import echo_path
+
+    from duplex.config import load_config
+    from duplex.models.codec_lm.model import CodecLMModel
+    from duplex.policy.echo import EchoEstimator
+    from duplex.runtime.runtime import Runtime
+
+    config = load_config("codec-lm-tiny", [f"models.codec_lm.path={json.dumps(str(tiny_dir))}", "models.codec_lm.slots=1", "engine.max_sessions=1"])
+    assert config.audio.frame_ms == 80 and config.echo.guard
+    rt = Runtime(config, model=CodecLMModel(config, bundle=bundle), clock="offline")
+    try:
+        s = rt.open_session("echo")
+        guard = s.echo_guard
+        assert guard is not None and guard.frame_ms == 80.0
+        rate = config.audio.input_sample_rate
+        tail = echo_path.echo_tail_ms(guard, s.frame_samples, rate)
+    finally:
+        rt.close()
+    reference = echo_path.echo_tail_ms(EchoEstimator(32.0), rate * 32 // 1000, rate)
+    assert abs(tail - reference) <= 80.0 + 32.0, (tail, reference)
 
 
 def test_duplex_run_with_the_tiny_profile(tiny_dir, tmp_path):

@@ -1,6 +1,6 @@
 """The end-to-end codec LM backend (Moshi-class: Mimi codec + temporal and depth transformers).
 
-- ``settings``: ``CodecLmConfig``, the ``[models.codec_lm]`` profile table;
+- ``CodecLmConfig`` (the ``[models.codec_lm]`` table) is declared in ``duplex.config``;
 - ``checkpoint``: loading a local checkpoint directory through ``moshi``'s loaders
   (and writing tiny random-weight checkpoints for tests and benchmarks);
 - ``core``: the batched step (one encode, one LM step, one decode per tick);
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from duplex.models.codec_lm.settings import CodecLmConfig
+from duplex.config import CodecLmConfig
 
 if TYPE_CHECKING:
     from duplex.models.codec_lm.model import CodecLMModel, CodecLMSession

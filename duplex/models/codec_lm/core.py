@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from duplex.config import CodecLmConfig
 from duplex.models.codec_lm import sampling
 from duplex.models.codec_lm.checkpoint import CodecBundle
 from duplex.models.codec_lm.resample import TorchFrameResampler
-from duplex.models.codec_lm.settings import CodecLmConfig
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from duplex.audio.resample import StreamResampler
-from duplex.config import Config
+from duplex.config import CodecLmConfig, Config
 from duplex.errors import ConfigError
 from duplex.events import AgentAudio, AgentAudioDone, AgentAudioStarted, AgentTextDelta, Event
 from duplex.models.actions import Action, PauseOutput, StopOutput, TakeTurn, Transcribe
@@ -45,7 +45,6 @@ from duplex.models.codec_lm.checkpoint import (
     resolve_device,
 )
 from duplex.models.codec_lm.resample import SoxrFrameResampler
-from duplex.models.codec_lm.settings import CodecLmConfig
 
 log = logging.getLogger(__name__)
 

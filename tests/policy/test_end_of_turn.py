@@ -1,0 +1,77 @@
+"""End of turn: when the turn-taker asks for the user's words and when it takes the turn,
+driven frame by frame with known signals."""
+
+from __future__ import annotations
+
+from listen_signals import FRAME_MS, heard
+
+from duplex.config import BargeInConfig, TurnConfig
+from duplex.models.actions import DiscardDraft, Transcribe
+from duplex.models.base import AgentStatus
+from duplex.policy.turn_taker import TurnTaker
+
+
+def _turn_taken_after_ms(text: str, eot_score: float) -> float | None:
+    """The user speaks 1 s and stops; the final ``text`` comes back with the EOU
+    model's ``eot_score`` (0..1). Silence (ms) after which the turn is taken."""
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME_MS)
+    agent = AgentStatus()
+    requested = None
+    t = 0.0
+    for i in range(120):
+        voiced = 3 <= i < 34
+        final = text if requested is not None and i == requested[1] + 4 else None
+        signals = heard(voiced, final, requested, eot_score=eot_score)
+        actions, events = tt.update(t, signals, agent)
+        for a in actions:
+            if isinstance(a, Transcribe) and requested is None:
+                requested = (a, i)
+        if any(e.type == "turn.taken" for e in events):
+            return t + FRAME_MS - 34 * FRAME_MS
+        t += FRAME_MS
+    return None
+
+
+def test_a_finished_question_the_eou_model_is_unsure_of_is_answered_at_a_short_pause():
+    # An EOU model that leans to finished (0.6) but is not sure: a question can always go on.
+    taken = _turn_taken_after_ms("How far away is the moon?", 0.6)
+    assert taken is not None and taken < 500
+    # Even a half-sure one (0.5) is answered within a second, helped by the question mark.
+    taken = _turn_taken_after_ms("How far away is the moon?", 0.5)
+    assert taken is not None and taken < 1000
+
+
+def test_a_fragment_waits_for_a_long_pause():
+    # "Can you give me" (an EOU score near 0): the user is looking for the word.
+    taken = _turn_taken_after_ms("Can you give me?", 0.02)
+    assert taken is None or taken > 2000
+
+
+def _listen_frames(voiced: list[bool], preempt_ms: int) -> list[tuple[float, list]]:
+    """A listening turn-taker fed ``voiced`` frames; the actions of each frame."""
+    tt = TurnTaker(TurnConfig(preempt_silence_ms=preempt_ms), BargeInConfig(), FRAME_MS)
+    agent = AgentStatus()
+    out = []
+    for i, v in enumerate(voiced):
+        actions, _ = tt.update(i * FRAME_MS, heard(v, None, None), agent)
+        out.append((i * FRAME_MS, actions))
+    return out
+
+
+def test_a_preempt_shorter_than_the_hangover_transcribes_at_the_first_silent_frame():
+    speech = [False] * 3 + [True] * 20  # voice until the end of frame 22 (736 ms)
+    asked = [(t, a) for t, frame in _listen_frames(speech + [False] * 6, 32) for a in frame if isinstance(a, Transcribe)]
+    assert len(asked) == 1
+    t, transcribe = asked[0]
+    assert t == 23 * FRAME_MS and transcribe.end_ms == 23 * FRAME_MS  # one frame into the silence
+    # The profile's older setting waits for the hangover: one frame later.
+    later = [t for t, frame in _listen_frames(speech + [False] * 6, 64) for a in frame if isinstance(a, Transcribe)]
+    assert later == [24 * FRAME_MS]
+
+    # Voice back inside the hangover: the early transcript is dropped, and the real end
+    # of the turn gets one of its own.
+    frames = _listen_frames(speech + [False] + [True] * 5 + [False] * 6, 32)
+    kinds = [type(a).__name__ for _, frame in frames for a in frame if isinstance(a, (Transcribe, DiscardDraft))]
+    assert kinds == ["Transcribe", "DiscardDraft", "Transcribe"]
+    last = [a for _, frame in frames for a in frame if isinstance(a, Transcribe)][-1]
+    assert last.end_ms == 29 * FRAME_MS
