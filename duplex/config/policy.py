@@ -1,4 +1,5 @@
-"""The policy layer's sections: ``[turn]``, ``[barge_in]`` and ``[echo]``."""
+"""The policy layer's sections: ``[turn]``, ``[barge_in]`` and ``[echo]`` (frozen: the
+turn-taker and the echo guard keep them for the session)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 
-@dataclass
+@dataclass(frozen=True)
 class TurnConfig:
     """Turn-taking thresholds (the policy layer). Times in ms of stream time."""
 
@@ -31,7 +32,7 @@ class TurnConfig:
     backchannel_text: str = "Mhm."
 
 
-@dataclass
+@dataclass(frozen=True)
 class BargeInConfig:
     """When user speech during agent output pauses, stops, or is let pass."""
 
@@ -54,7 +55,7 @@ class BargeInConfig:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class EchoConfig:
     """Echo cancellation of the agent's own voice (the policy layer)."""
 

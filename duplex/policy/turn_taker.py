@@ -19,7 +19,6 @@ All thresholds come from the profile's ``[turn]`` and ``[barge_in]`` sections.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -49,8 +48,6 @@ from duplex.policy.backchannel import AgentBackchannels
 from duplex.policy.barge_in import BargeInJudge, Verdict
 from duplex.policy.end_of_turn import Endpointing, UserTurn
 from duplex.policy.speech import SpeechDetector, SpeechFrame, UserLevel
-
-log = logging.getLogger(__name__)
 
 
 class ConvState(StrEnum):
