@@ -51,13 +51,15 @@ from duplex.policy.speech import SpeechDetector, SpeechFrame, UserLevel
 
 
 class ConvState(StrEnum):
+    """Where the conversation stands (the ``state`` event's values)."""
+
     LISTENING = "listening"
     THINKING = "thinking"
     SPEAKING = "speaking"
     PAUSED = "paused"
 
 
-_AGENT_OUT = (ConvState.SPEAKING, ConvState.PAUSED)
+_AGENT_OUT = (ConvState.SPEAKING, ConvState.PAUSED)  # the agent's output is under way
 
 
 @dataclass
