@@ -53,3 +53,21 @@ def scripted_config():
     from duplex.config import config_from_dict
 
     return config_from_dict({"models": {"kind": "scripted"}})
+
+
+@pytest.fixture(scope="session")
+def echo_speech() -> dict[str, np.ndarray]:
+    """The agent's answers (``far``) and the user's questions over them (``near``),
+    for the echo tests (tests/echo_path.py)."""
+    import echo_path
+
+    return echo_path.make_speech()
+
+
+@pytest.fixture(scope="session")
+def echo_run(echo_speech: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Agent talking alone, then the user talks over it, through webrtc's canceller:
+    d80 ms, -12 dB, RT60 0.3 s."""
+    import echo_path
+
+    return echo_path.echo_run(echo_speech)

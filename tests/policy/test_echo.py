@@ -15,17 +15,6 @@ from duplex.policy.echo import EchoEstimator, own_echo_share
 FRAME_MS = 1000.0 * FRAME / SR
 
 
-@pytest.fixture(scope="module")
-def speech() -> dict[str, np.ndarray]:
-    return ep.make_speech()
-
-
-@pytest.fixture(scope="module")
-def echo_run(speech):
-    """Agent talking alone, then the user talks over it: d80 ms, -12 dB, RT60 0.3 s."""
-    return ep.echo_run(speech)
-
-
 def test_estimator_explains_residual_echo_not_the_user(echo_run):
     est = EchoEstimator(FRAME_MS)
     far, clean = echo_run["far"], echo_run["clean"]
@@ -58,10 +47,10 @@ def test_estimator_without_agent_audio():
     assert verdicts[0] and not verdicts[-1]
 
 
-def test_double_talk_is_heard_at_the_echo_level_before_cancellation_converges(speech):
+def test_double_talk_is_heard_at_the_echo_level_before_cancellation_converges(echo_speech):
     """The user talks as loud as the echo, and nothing is cancelled yet (the first
     seconds of a session): level cannot tell them apart, the envelope can."""
-    far, near = speech["far"], speech["near"]
+    far, near = echo_speech["far"], echo_speech["near"]
     echo, _ = ep.mic(far, np.zeros_like(far), 60, -7)
     active = np.abs(echo) > 1e-3
     near = near * np.sqrt(np.mean(echo[active] ** 2) / np.mean(near[np.abs(near) > 1e-3] ** 2))

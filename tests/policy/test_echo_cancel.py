@@ -19,17 +19,6 @@ from duplex.errors import AudioFormatError, ConfigError, ModelNotFound
 from duplex.policy.echo_cancel import EchoCanceller, NullEchoCanceller, make_echo_canceller
 
 
-@pytest.fixture(scope="module")
-def speech() -> dict[str, np.ndarray]:
-    return ep.make_speech()
-
-
-@pytest.fixture(scope="module")
-def echo_run(speech):
-    """Agent talking alone, then the user talks over it: d80 ms, -12 dB, RT60 0.3 s."""
-    return ep.echo_run(speech)
-
-
 def test_erle_after_convergence(echo_run):
     erle = ep.erle(echo_run["echo"], echo_run["clean"], 2.0, ECHO_ONLY_S)
     assert erle > 20.0, f"ERLE {erle:.1f} dB after convergence"
@@ -38,8 +27,8 @@ def test_erle_after_convergence(echo_run):
 
 
 @pytest.mark.parametrize(("delay_ms", "gain_db"), [(30, -6), (150, -20), (200, -6)])
-def test_erle_other_paths(speech, delay_ms, gain_db):
-    far = speech["far"][:S0]
+def test_erle_other_paths(echo_speech, delay_ms, gain_db):
+    far = echo_speech["far"][:S0]
     echo, mic = ep.mic(far, np.zeros_like(far), delay_ms, gain_db)
     clean = ep.run(make_echo_canceller("webrtc", SR, FRAME), mic, far)
     assert ep.erle(echo, clean, 2.5, ECHO_ONLY_S) > 15.0
@@ -67,8 +56,8 @@ def test_near_end_survives_double_talk(echo_run):
     assert snr > 2.0, f"double-talk near-end SNR {snr:.1f} dB"
 
 
-def test_near_end_alone_is_kept_when_agent_is_silent(speech):
-    near = speech["near"]
+def test_near_end_alone_is_kept_when_agent_is_silent(echo_speech):
+    near = echo_speech["near"]
     aec = make_echo_canceller("webrtc", SR, FRAME)
     clean = ep.run(aec, near, np.zeros_like(near))
     s0 = S0
@@ -143,8 +132,8 @@ def test_reset_forgets_the_echo_path(echo_run):
     assert np.all(out == 0)
 
 
-def test_speex_backend_cancels_echo(speech):
-    far = speech["far"][:S0]
+def test_speex_backend_cancels_echo(echo_speech):
+    far = echo_speech["far"][:S0]
     echo, mic = ep.mic(far, np.zeros_like(far), 80, -12)
     aec = make_echo_canceller("speex", SR, FRAME)
     clean = ep.run(aec, mic, far)
