@@ -41,7 +41,6 @@ from duplex.models.actions import (
     ResumeOutput,
     StopOutput,
     TakeTurn,
-    Transcribe,
 )
 from duplex.models.base import AgentStatus, ListenSignals
 from duplex.policy.backchannel import AgentBackchannels
@@ -110,9 +109,8 @@ class TurnTaker:
             return actions, []
         u.speech_end_ms = self.speech.last_voice_ms
         if u.requested_end_ms != u.speech_end_ms:
-            u.requested_end_ms = u.speech_end_ms
             u.final_text = None
-            actions.append(Transcribe(u.start_ms, u.speech_end_ms, draft=True))
+            actions.append(u.request_final())
         self._force_take = True
         self._commit_answers = answer
         return actions, []
