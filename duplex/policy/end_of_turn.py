@@ -11,6 +11,7 @@ draft is discarded.
   a content word sounds complete; a turn that ends on a conjunction, a
   preposition, an article or a filler ("and um") sounds cut off;
 - ``blend_end_of_turn``: the learned model's score blended with it;
+- ``fuse_end_of_turn``: that fused with an acoustic score of the pause (off by default);
 - ``pause_needed_ms``: the silence to wait for, from the score;
 - ``UserTurn``: the user's turn being built, and its transcript request;
 - ``Endpointing``: the ``[turn]`` thresholds that the turn-taker asks.
