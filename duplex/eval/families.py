@@ -135,6 +135,14 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
         "scenarios": len(rows),
         "passed": sum(1 for r in rows if r["status"] == "pass"),
         "tor_no_take": _rate([bool(o["took_turn"]) for o in no_take]),
+        # Full-Duplex-Bench's per-sample TOR: a scenario counts once if any pause was taken over
+        "tor_scenarios": _rate(
+            [
+                any(bool(o["took_turn"]) for o in r["expectations"] if o["behaviour"] == "no_take")
+                for r in rows
+                if any(o["behaviour"] == "no_take" for o in r.get("expectations", []))
+            ]
+        ),
         "turn_event_no_take": _rate([bool(o.get("turn_event")) for o in no_take]),
         "tor_take_turn": _rate([bool(o["took_turn"]) for o in take]),
         "response_latency_ms": _pct(
@@ -212,9 +220,10 @@ def _fmt(x: float | None, spec: str = ".3f") -> str:
 def family_table(report: dict[str, Any]) -> str:
     """A Markdown table: one row per family and split."""
     head = (
-        "| family | split | n | pass | TOR in pauses ↓ | turn.taken in pauses | TOR take_turn ↑ "
+        "| family | split | n | pass | TOR in pauses ↓ | TOR per scenario ↓ | turn.taken in pauses "
+        "| TOR take_turn ↑ "
         "| latency p50/p95 ms | stop rate ↑ | stop p50/p95 ms | bc/s | bc JSD ↓ |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     groups = [
@@ -227,6 +236,7 @@ def family_table(report: dict[str, Any]) -> str:
     for fam, split, s in groups:
         lines.append(
             f"| {fam} | {split} | {s['scenarios']} | {s['passed']} | {_fmt_rate(s['tor_no_take'])} "
+            f"| {_fmt_rate(s['tor_scenarios'])} "
             f"| {_fmt_rate(s['turn_event_no_take'])} | {_fmt_rate(s['tor_take_turn'])} "
             f"| {_fmt_ms(s['response_latency_ms'])} | {_fmt_rate(s['stop_rate'])} "
             f"| {_fmt_ms(s['stop_latency_ms'])} | {_fmt(s['backchannel_frequency_hz'])} "

@@ -216,6 +216,7 @@ def test_family_report_splits_families_and_held_out(tmp_path):
     story = rep["families"]["story"]
     assert story["tuning"]["tor_no_take"] == {"rate": 0.5, "n": 2}
     assert story["heldout"]["tor_no_take"] == {"rate": 0.0, "n": 1}
+    assert story["all"]["tor_scenarios"] == {"rate": 0.5, "n": 2}
     assert story["tuning"]["backchannel_frequency_hz"] == pytest.approx(0.1)
     assert story["heldout"]["backchannel_jsd"] == 1.0
     assert story["tuning"]["backchannel_jsd"] < 1.0
