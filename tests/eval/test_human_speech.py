@@ -259,3 +259,41 @@ def test_one_scenario_per_family_through_the_default_profile(human_set, tmp_path
     man = json.loads((folder / "manifest.json").read_text())["sha256"]
     for sc in pick:
         assert hashlib.sha256(sc.audio.read_bytes()).hexdigest() == man[sc.audio.name]
+
+
+# ---------------------------------------------------------------- command line
+def _cli(argv: list[str]) -> int:
+    import argparse
+
+    from duplex.eval.cli import add_eval_parser
+
+    parser = argparse.ArgumentParser(prog="duplex")
+    add_eval_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+@needs_speech
+def test_cli_makes_the_human_set(tmp_path, capsys):
+    assert _cli(["eval", "make-scenarios", str(tmp_path), "--set", "human", "--only", "story"]) == 0
+    assert "wrote 8 scenarios" in capsys.readouterr().out
+    assert all("family:story" in s.tags for s in load_scenarios(tmp_path))
+
+
+def test_cli_families_prints_the_table_or_says_why_not(tmp_path, capsys):
+    _fake_run(tmp_path, [], {})
+    assert _cli(["eval", "families", str(tmp_path)]) == 1
+    assert "no scenario" in capsys.readouterr().err
+    rows = [
+        {
+            "id": "s1",
+            "status": "pass",
+            "duration_ms": 5000.0,
+            "tags": ["family:story", "heldout"],
+            "expectations": [_no_take(1000, 1600, False)],
+        }
+    ]
+    (tmp_path / "results.json").write_text(json.dumps({"scenarios": rows}))
+    assert _cli(["eval", "families", str(tmp_path)]) == 0
+    assert "| story | heldout | 1 | 1 | 0% (1) |" in capsys.readouterr().out
+    assert (tmp_path / "families.md").is_file() and (tmp_path / "families.json").is_file()
