@@ -69,10 +69,14 @@ system-deps:
 test: system-deps install-torch install-ray frameworks-venv lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -ra
 
-# The standard scenario set (seeded, espeak-ng + sox) through the default profile.
+# The standard scenario set (seeded, espeak-ng + sox) and the human-speech families through
+# the default profile.
 eval: system-deps install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex eval make-scenarios out/scenarios
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex eval out/scenarios --config default --jobs 1 --out out/eval
+	# recorded human speech (Debian packages from system-deps): per family, held-out apart
+	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex eval make-scenarios out/scenarios-human --set human
+	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex eval out/scenarios-human --config default --jobs 1 --out out/eval-human
 
 bench: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/duplex bench latency --out out/bench/latency.json

@@ -3,7 +3,9 @@
 Wire it into the main parser with ``add_eval_parser(subparsers)``. Verbs::
 
     duplex eval SCENARIOS --config PROFILE --out DIR [--jobs N] [--subset ci]
-    duplex eval make-scenarios DIR [--seed S]
+    duplex eval make-scenarios DIR [--seed S] [--set human]
+    duplex eval fetch-human-speech          # the recorded human speech (Debian packages)
+    duplex eval families OUT                # per-family figures of a run, held-out apart
     duplex eval compare A B
     duplex eval fdb-export RESULTS OUT
     duplex eval fdb-import FDB_DIR OUT
@@ -16,7 +18,16 @@ import json
 import sys
 from typing import Any
 
-VERBS = ("make-scenarios", "run", "compare", "fdb-export", "fdb-import", "fdb-score")
+VERBS = (
+    "make-scenarios",
+    "run",
+    "compare",
+    "fdb-export",
+    "fdb-import",
+    "fdb-score",
+    "fetch-human-speech",
+    "families",
+)
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -104,6 +115,13 @@ def build_eval_parser() -> argparse.ArgumentParser:
         metavar="GROUP",
         help="only these groups (smooth, pause, echo, ...)",
     )
+    m.add_argument(
+        "--set",
+        dest="scenario_set",
+        choices=("standard", "human"),
+        default="standard",
+        help="standard (espeak-ng) or human (recorded speech families: duplex/eval/human_scenarios.py)",
+    )
     m.set_defaults(func=_cmd_make)
 
     c = vsub.add_parser("compare", help="side-by-side table of two result folders")
@@ -126,6 +144,17 @@ def build_eval_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("dirs", nargs="+", help="task folders ({task}/{ID}/output.json …)")
     s.set_defaults(func=_cmd_fdb_score)
+
+    h = vsub.add_parser(
+        "fetch-human-speech",
+        help="download and unpack the Debian packages of human speech (no root)",
+    )
+    h.add_argument("--force", action="store_true", help="download again even if unpacked")
+    h.set_defaults(func=_cmd_fetch_human)
+
+    f = vsub.add_parser("families", help="per-family figures of a run (human-speech families)")
+    f.add_argument("results", help="a `duplex eval` output folder")
+    f.set_defaults(func=_cmd_families)
     return p
 
 
@@ -171,6 +200,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     width = max(len(m) for m, _, _ in rows)
     for m, v, b in rows:
         print(f"{m.ljust(width)}  {v}  {b}")
+    from duplex.eval.families import write_family_report
+
+    families = write_family_report(args.out)  # human-speech families, held-out apart
+    if families:
+        print("\n" + families)
     for f in fails:
         print(f"error: {f}", file=sys.stderr)
     print(f"\nwrote {args.out}/results.json, report.md, latency_cdf.png and scenarios/*/")
@@ -179,8 +213,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_make(args: argparse.Namespace) -> int:
     from duplex.eval.generate import make_scenarios
+    from duplex.eval.human_scenarios import make_human_scenarios
 
-    written = make_scenarios(args.dir, seed=args.seed, only=args.only)
+    make = make_human_scenarios if args.scenario_set == "human" else make_scenarios
+    written = make(args.dir, seed=args.seed, only=args.only)
     ci = sum(1 for s in written if "ci" in s.tags)
     print(f"wrote {len(written)} scenarios ({ci} tagged ci) to {args.dir}")
     return 0
@@ -218,4 +254,24 @@ def _cmd_fdb_score(args: argparse.Namespace) -> int:
 
     for d in args.dirs:
         print(d, json.dumps(score_fdb_layout(d)))
+    return 0
+
+
+def _cmd_fetch_human(args: argparse.Namespace) -> int:
+    from duplex.eval.human_speech import fetch_human_speech, human_clips
+
+    where = fetch_human_speech(force=args.force)
+    clips = human_clips()
+    print(f"{len(clips)} human recordings under {where} (duplex/data/human_speech.json)")
+    return 0
+
+
+def _cmd_families(args: argparse.Namespace) -> int:
+    from duplex.eval.families import write_family_report
+
+    table = write_family_report(args.results)
+    if table is None:
+        print(f"no scenario in {args.results} has a family: tag", file=sys.stderr)
+        return 1
+    print(table)
     return 0
