@@ -33,10 +33,11 @@ import numpy as np
 from duplex.audio.conversation_writer import AGENT_ONLY, USER_ONLY, write_conversation
 from duplex.audio.level import AudibleOnsets
 from duplex.bench.speech import conversation, questions
-from duplex.bench.user import FixedTimelineUser, WaitingUser
+from duplex.bench.user import FixedTimelineUser, UserFrames, WaitingUser
 from duplex.config import load_config
-from duplex.events import AgentAudio, AgentAudioStarted
+from duplex.events import AgentAudio, AgentAudioStarted, Event
 from duplex.runtime.metrics import percentiles
+from duplex.runtime.offline import NO_TAIL, Tick, drive
 from duplex.runtime.runtime import Runtime
 
 STAGES = ["endpointing", "asr_final", "llm_ttft", "llm_first_clause", "tts_first_chunk"]
@@ -130,7 +131,7 @@ def _collect(
 
 
 def _hear(
-    session: Any,
+    new: list[Event] | tuple[Event, ...],
     user: WaitingUser | FixedTimelineUser,
     events: list[Any],
     onsets: AudibleOnsets,
@@ -139,7 +140,7 @@ def _hear(
     """Hand the session's new events to the user (who waits on the agent's audio), find
     each response's first audible sample in the played frames, and keep all events but
     the audio itself."""
-    for e in session.channel.drain():
+    for e in new:
         user.observe(e)
         if isinstance(e, AgentAudio):
             onsets.feed(e.response_id, e.t_ms, e.samples)
@@ -189,13 +190,13 @@ def run_offline(
         s = rt.open_session("bench-offline")
         events: list[Any] = []
         onsets = AudibleOnsets(config.audio.output_sample_rate)
-        n = s.frame_samples
-        while not user.finished:
-            frame = user.frame(n)
+
+        def on_tick(tick: Tick) -> None:
             if tape is not None:
-                tape.user(frame)
-            s.step(frame)
-            _hear(s, user, events, onsets, tape)
+                tape.user(tick.input)
+            _hear(tick.events, user, events, onsets, tape)
+
+        drive(s, UserFrames(user, s.frame_samples), NO_TAIL, on_tick)
         return _collect(events, onsets, user), s.metrics.summary()
     finally:
         rt.close()
@@ -229,11 +230,11 @@ def run_realtime(
                 tape.user(frame)
             s.push_audio(frame)
             sent += n
-            _hear(s, user, events, onsets, tape)
+            _hear(s.take_events(), user, events, onsets, tape)
             due = t0 + sent / rate
             time.sleep(max(0.0, due - time.monotonic()))
         time.sleep(0.3)
-        _hear(s, user, events, onsets, tape)
+        _hear(s.take_events(), user, events, onsets, tape)
         return _collect(events, onsets, user, filled), s.metrics.summary()
     finally:
         rt.close()

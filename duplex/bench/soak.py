@@ -22,10 +22,11 @@ import psutil
 from duplex.audio.level import AudibleOnsets
 from duplex.bench.latency import PARTS, SLOW_MS, audible_parts, real_end_s
 from duplex.bench.speech import QUESTIONS, VOICES, speak
-from duplex.bench.user import WaitingUser
+from duplex.bench.user import UserFrames, WaitingUser
 from duplex.config import load_config
 from duplex.events import AgentAudio, AgentAudioStarted, BargeIn, TurnTaken
 from duplex.runtime.metrics import percentiles
+from duplex.runtime.offline import NO_TAIL, Tick, drive
 from duplex.runtime.runtime import Runtime
 
 
@@ -47,11 +48,11 @@ def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None 
     onsets = AudibleOnsets(config.audio.output_sample_rate)
     try:
         s = rt.open_session("soak")
-        n = s.frame_samples
         total_ticks = int(minutes * 60_000 / s.frame_ms)
-        for tick in range(total_ticks):
-            s.step(user.frame(n))
-            for e in s.channel.drain():
+
+        def on_tick(tick: Tick) -> None:
+            nonlocal taken, barge_ins
+            for e in tick.events:
                 user.observe(e)
                 if isinstance(e, TurnTaken):
                     taken = e
@@ -76,10 +77,12 @@ def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None 
                         })
                 elif isinstance(e, BargeIn) and e.phase == "confirmed":
                     barge_ins += 1
-            if tick % 1875 == 0:  # every minute of stream time
+            if tick.index % 1875 == 0:  # every minute of stream time
                 rss.append((s.t_ms / 60_000, proc.memory_info().rss / 1e6))
                 if progress:
-                    progress(tick, total_ticks)
+                    progress(tick.index, total_ticks)
+
+        drive(s, UserFrames(user, s.frame_samples, max_frames=total_ticks), NO_TAIL, on_tick)
     finally:
         rt.close()
     q = user.asked

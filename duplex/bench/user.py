@@ -144,3 +144,24 @@ class FixedTimelineUser:
         out = self._audio[self._pos : self._pos + n]
         self._pos += n
         return np.pad(out, (0, n - len(out)))
+
+
+class UserFrames:
+    """A simulated user as the offline driver's frame source
+    (``duplex.runtime.offline.FrameSource``): its frames until it is finished, or
+    until ``max_frames`` (a soak's length; the user repeats without end)."""
+
+    def __init__(self, user: WaitingUser | FixedTimelineUser, frame_samples: int, max_frames: int | None = None) -> None:
+        self.user = user
+        self.frame_samples = frame_samples
+        self.max_frames = max_frames
+        self.frames = 0
+
+    def has_more(self) -> bool:
+        if self.max_frames is not None and self.frames >= self.max_frames:
+            return False
+        return not self.user.finished
+
+    def next_frame(self) -> np.ndarray:
+        self.frames += 1
+        return self.user.frame(self.frame_samples)

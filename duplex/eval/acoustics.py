@@ -154,6 +154,11 @@ class Microphone:
     def base_remaining(self) -> bool:
         return self.position < len(self.base)
 
+    def has_more(self) -> bool:
+        """True while user audio is still to come: the base track or an insert
+        (``duplex.runtime.offline.FrameSource``)."""
+        return self.base_remaining() or self.pending()
+
     def next_frame(self) -> np.ndarray:
         """The next input frame the agent hears."""
         n = self.frame_samples

@@ -1,8 +1,9 @@
 """Runs scenarios through the engine on the offline clock, closed loop, and scores them.
 
 Each scenario gets a fresh session on a Runtime that is built once per worker
-process. The runner steps the session frame by frame (as ``Runtime.run_offline``
-does) but builds every input frame itself from the simulated room
+process. The runner drives the session with the one offline driver
+(``duplex.runtime.offline``), as ``Runtime.run_offline`` does, but every input
+frame comes from the simulated room
 (``duplex.eval.acoustics``): the static base track, user audio inserted relative
 to the agent's own events ("1200 ms after the agent's first audio of response
 1"), and the agent's output fed back through an echo path. After the base track
@@ -40,6 +41,7 @@ from duplex.eval.metrics import PlayedInsert, Trial, score_trial
 from duplex.eval.scenarios import Scenario
 from duplex.events import AUDIO_EVENT_TYPES
 from duplex.models.base import DuplexModel
+from duplex.runtime.offline import TailRule, Tick, drive
 from duplex.runtime.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -116,34 +118,28 @@ def run_scenario(
     events: list[dict] = []
     # How many responses have started / ended so far: inserts are timed on the Nth one.
     seen = {"agent_audio_start": 0, "agent_audio_done": 0}
-    idle_ms = 0.0
-    tail_ms = 0.0
-    try:
-        while True:
-            frame = mic.next_frame()
-            agent = session.step(frame)
-            mic.play(agent)
-            mic_frames.append(frame)
-            agent_frames.append(agent)
-            for e in session.channel.drain():
-                if e.type in AUDIO_EVENT_TYPES:
-                    continue
-                events.append(e.to_dict())
-                anchor = _ANCHORS.get(e.type)
-                if anchor is None:
-                    continue
-                seen[anchor] += 1
-                for i, ins in enumerate(scenario.inserts):
-                    if ins.anchor == anchor and ins.response == seen[anchor] and i not in played:
-                        fire(i, e.t_ms + ins.offset_ms)
-            if mic.base_remaining() or mic.pending():
-                tail_ms = 0.0  # the tail counts from the end of the last user audio
+
+    def on_tick(tick: Tick) -> None:
+        mic.play(tick.output)
+        mic_frames.append(tick.input)
+        agent_frames.append(tick.output)
+        for e in tick.events:
+            if e.type in AUDIO_EVENT_TYPES:
                 continue
-            tail_ms += frame_ms
-            idle_ms = idle_ms + frame_ms if _agent_idle(session) else 0.0
-            done_waiting = idle_ms >= options.idle_ms and tail_ms >= options.min_tail_s * 1000.0
-            if done_waiting or tail_ms >= options.tail_s * 1000.0:
-                break
+            events.append(e.to_dict())
+            anchor = _ANCHORS.get(e.type)
+            if anchor is None:
+                continue
+            seen[anchor] += 1
+            for i, ins in enumerate(scenario.inserts):
+                if ins.anchor == anchor and ins.response == seen[anchor] and i not in played:
+                    fire(i, e.t_ms + ins.offset_ms)
+
+    tail = TailRule(
+        idle_ms=options.idle_ms, min_ms=1000.0 * options.min_tail_s, max_ms=1000.0 * options.tail_s
+    )
+    try:
+        drive(session, mic, tail, on_tick)
         tick = list(session.metrics.tick_ms.values)
         phase = {
             k: list(session.metrics.phase_ms[k].values)
@@ -155,7 +151,7 @@ def run_scenario(
         trace = session.trace
     finally:
         runtime.close_session(session)
-    for e in session.channel.drain():
+    for e in session.take_events():
         if e.type not in AUDIO_EVENT_TYPES:
             events.append(e.to_dict())
     agent_track = np.concatenate(agent_frames) if agent_frames else np.zeros(0, np.float32)
@@ -200,14 +196,6 @@ def run_scenario(
         )
     ticks = {"tick": tick, **phase}
     return result, ticks
-
-
-def _agent_idle(session: Any) -> bool:
-    """Nothing left to happen: the session says so, or (read-only fallback, should the
-    conversation state lag behind) no response is in flight and no user turn is open."""
-    if session.idle():
-        return True
-    return not session.model.status().responding and not session.turn_taker.turn_open
 
 
 def _write_outputs(

@@ -15,9 +15,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from duplex.events import Event
+from duplex.lanes import LaneFactory
 from duplex.models.actions import Action
 from duplex.models.stages import ChatMessage, Tool, ToolChoice
-from duplex.runtime.lanes import Lane
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +147,6 @@ class NoTextHistory:
 
     def set_history(self, messages: list[ChatMessage]) -> None:
         self._refuse("set history")
-
-
-class LaneFactory(Protocol):
-    """Makes a session's lane. A *background* lane's work (e.g. partial transcripts)
-    yields the CPU to the others' when cores are short."""
-
-    def __call__(self, name: str, background: bool = False) -> Lane: ...
 
 
 @runtime_checkable

@@ -12,12 +12,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from duplex.runtime.lanes import CpuShare, InlineLane, Lane, ThreadLane
-
-if TYPE_CHECKING:
-    from duplex.models.base import LaneFactory
+from duplex.lanes import Lane, LaneFactory
+from duplex.runtime.lanes import CpuShare, InlineLane, ThreadLane
 
 
 class Clock(Protocol):
@@ -29,6 +27,11 @@ class Clock(Protocol):
 
     def wait_for_tick(self, index: int, period_ms: float) -> float:
         """Block until tick ``index`` is due; return how late it started (ms)."""
+        ...
+
+    def now_ms(self) -> float:
+        """The clock's own time (ms): wall time since it started in real time; 0 offline,
+        where time is each session's stream time."""
         ...
 
     def session_lanes(self, now_ms: Callable[[], float]) -> LaneFactory:
@@ -54,6 +57,9 @@ class OfflineClock:
         pass
 
     def wait_for_tick(self, index: int, period_ms: float) -> float:
+        return 0.0
+
+    def now_ms(self) -> float:
         return 0.0
 
     def session_lanes(self, now_ms: Callable[[], float]) -> LaneFactory:

@@ -66,11 +66,6 @@ class Engine:
         self.ticks = 0
         self.late_ticks = 0
 
-    # ------------------------------------------------------------ offline
-    def step_offline(self, session: Session, frame: np.ndarray) -> np.ndarray:
-        """Step ``session`` by one frame, inline."""
-        return session.step(frame)
-
     # ------------------------------------------------------------ real time
     def _full(self) -> EngineFull:
         return EngineFull(

@@ -1,8 +1,5 @@
-"""Lanes: where a session's long model work (ASR finals, LLM, TTS) runs.
-
-Work that cannot fit in one tick is a *job*: a generator that yields results
-step by step (a transcript, a clause of text, a chunk of audio). A lane runs
-jobs first-in first-out and hands their results back to the tick that polls it.
+"""Lanes: where a session's long model work (ASR finals, LLM, TTS) runs; the two
+implementations of the lane contract (``duplex.lanes``), one for each clock.
 
 - ``ThreadLane`` (real-time clock): a worker thread steps the job; results are
   handed over as soon as they exist.
@@ -21,20 +18,16 @@ Cancelling a job closes its generator: no further step is computed.
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Callable
+
+from duplex.lanes import Job, JobFactory, LaneResult
 
 log = logging.getLogger(__name__)
 
-JobFactory = Callable[[], Iterator[Any]]
-T = TypeVar("T")
-_ids = itertools.count(1)
 _inline = threading.local()
 
 
@@ -45,77 +38,6 @@ def inline_compute_ms() -> float:
     the tick's call but is charged to the lane's own timeline, not the tick's.
     """
     return getattr(_inline, "ms", 0.0)
-
-
-@dataclass
-class Job:
-    """One unit of lane work. ``may_step`` lets the owner hold it back (backpressure)."""
-
-    name: str
-    factory: JobFactory
-    submitted_ms: float
-    may_step: Callable[[], bool] = lambda: True
-    id: int = field(default_factory=lambda: next(_ids))
-    cancelled: bool = False
-    done: bool = False
-    compute_ms: float = 0.0
-    steps: int = 0
-    _gen: Iterator[Any] | None = None
-
-    def step(self) -> tuple[bool, Any]:
-        """Advance one step. Returns (produced, item); done is set at exhaustion."""
-        if self._gen is None:
-            self._gen = self.factory()
-        try:
-            item = next(self._gen)
-        except StopIteration:
-            self.done = True
-            return False, None
-        self.steps += 1
-        return True, item
-
-    def close(self) -> None:
-        gen = self._gen
-        if isinstance(gen, Generator):
-            try:
-                gen.close()
-            except Exception:  # pragma: no cover - a generator's cleanup failing is logged only
-                log.exception("job %s failed while closing", self.name)
-
-
-@dataclass(frozen=True)
-class LaneResult(Generic[T]):
-    """A job's item (None with an ``error``), and the stream time it became ready."""
-
-    job: Job
-    item: T | None
-    ready_ms: float
-    error: BaseException | None = None
-
-
-class Lane(Protocol):
-    """A FIFO executor of jobs for one session."""
-
-    name: str
-
-    def submit(
-        self,
-        name: str,
-        factory: JobFactory,
-        submitted_ms: float,
-        may_step: Callable[[], bool] | None = None,
-    ) -> Job: ...
-
-    def cancel(self, job: Job) -> None: ...
-
-    def poll(self, now_ms: float) -> list[LaneResult]: ...
-
-    def busy(self) -> bool: ...
-
-    def close(self) -> bool:
-        """Cancel every job and stop; True once nothing runs on the lane any more (a
-        job's stage objects may then be freed)."""
-        ...
 
 
 class CpuShare:

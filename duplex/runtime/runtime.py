@@ -14,8 +14,9 @@ import numpy as np
 from duplex.config import Config, load_config
 from duplex.events import Event
 from duplex.models.base import DuplexModel
-from duplex.runtime.clock import OfflineClock, RealtimeClock
+from duplex.runtime.clock import Clock, OfflineClock, RealtimeClock
 from duplex.runtime.engine import Engine
+from duplex.runtime.offline import AudioFrames, TailRule, Tick, drive
 from duplex.runtime.session import Recorder, Session
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class Runtime:
             model = build_model(config)
         self.model = model
         jobs = config.engine.parallel_jobs
-        self.clock = RealtimeClock(jobs) if clock == "realtime" else OfflineClock(jobs)
+        self.clock: Clock = RealtimeClock(jobs) if clock == "realtime" else OfflineClock(jobs)
         self.engine = Engine(config, self.clock)
         self._ids = itertools.count(1)
         self.sessions: dict[str, Session] = {}
@@ -92,9 +93,7 @@ class Runtime:
         model_session = None
         session: Session | None = None
         try:
-            clock = self.clock
-            now = getattr(clock, "now_ms", lambda: 0.0)
-            model_session = self.model.open_session(sid, clock.session_lanes(now))
+            model_session = self.model.open_session(sid, self.clock.session_lanes(self.clock.now_ms))
             session = Session(sid, self.config, model_session, event_log=event_log)
             session.recorder = recorder
             if self.realtime:
@@ -120,30 +119,22 @@ class Runtime:
         session.close(reason)
         self.sessions.pop(session.id, None)
 
-    def run_offline(self, session: Session, audio: np.ndarray, *, tail_s: float = 15.0, on_frame=None) -> None:  # noqa: ANN001
+    def run_offline(
+        self,
+        session: Session,
+        audio: np.ndarray,
+        *,
+        tail_s: float = 15.0,
+        on_tick: Callable[[Tick], None] | None = None,
+    ) -> int:
         """Feed ``audio`` through ``session`` frame by frame on the offline clock, then
-        keep ticking on silence until the agent is done (at most ``tail_s``)."""
+        keep ticking on silence until the agent has been idle for 500 ms (at most
+        ``tail_s``). ``on_tick`` gets each tick's result (``duplex.runtime.offline``);
+        without it the events stay queued in the session. Returns the ticks run."""
         if self.realtime:
             raise RuntimeError("run_offline needs a runtime opened with clock='offline'")
-        n = session.frame_samples
-        total = len(audio) // n + (1 if len(audio) % n else 0)
-        for i in range(total):
-            frame = audio[i * n : (i + 1) * n]
-            if len(frame) < n:
-                frame = np.pad(frame, (0, n - len(frame)))
-            session.step(frame)
-            if on_frame is not None:
-                on_frame(i + 1, total)
-        silence = np.zeros(n, np.float32)
-        idle_run = 0
-        for _ in range(int(tail_s * 1000 / session.frame_ms)):
-            if session.idle():
-                idle_run += 1
-                if idle_run * session.frame_ms >= 500:
-                    break
-            else:
-                idle_run = 0
-            session.step(silence)
+        source = AudioFrames(audio, session.frame_samples)
+        return drive(session, source, TailRule(idle_ms=500.0, max_ms=1000.0 * tail_s), on_tick)
 
     def close(self) -> None:
         for s in list(self.sessions.values()):

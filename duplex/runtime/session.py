@@ -240,9 +240,10 @@ class Session:
         return frame
 
     def idle(self) -> bool:
-        """True when nothing is pending: no open user turn response, no output."""
-        st = self.model.status()
-        return self.turn_taker.state == ConvState.LISTENING and not st.responding and not self.turn_taker.turn_open
+        """True when nothing is pending: no response in flight (generated or playing)
+        and no user turn open. The conversation state is not consulted: it follows the
+        model's end of a response a tick later."""
+        return not self.model.status().responding and not self.turn_taker.turn_open
 
     # ---------------------------------------------------------------- control
     # Called from any thread; applied by the session's own thread at its next tick.
@@ -336,6 +337,11 @@ class Session:
         if log is not None:
             log(event)
         self.channel.put(event)
+
+    def take_events(self) -> list[Event]:
+        """The events emitted and not yet taken, oldest first (an owner that reads them
+        between ticks, such as the offline driver, instead of ``events()``)."""
+        return self.channel.drain()
 
     def error(self, message: str, code: str = "error") -> None:
         self.emit(ErrorEvent(self.t_ms, message, code))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from duplex.config import Config
 from duplex.events import AUDIO_EVENT_TYPES, AgentAudio, AgentAudioDone, Event
 from duplex.models.base import DuplexModel
 from duplex.report.summary import summarize
+from duplex.runtime.offline import Tick
 from duplex.runtime.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -76,21 +77,23 @@ def run_file(
             session = runtime.open_session("run", recorder=wav)
             session.trace = []
 
-            def drain() -> None:
-                for e in session.channel.drain():
+            total = -(-len(audio) // session.frame_samples)  # ticks of user audio
+
+            def take(new: Iterable[Event]) -> None:
+                for e in new:
                     if isinstance(e, AgentAudio):
                         onsets.feed(e.response_id, e.t_ms, e.samples)
                     _log_event(e, events, log_file)
                     if e.type == AgentAudioDone.type:
                         wav.sync()  # a crash loses at most the turn in progress
 
-            def on_frame(done: int, total: int) -> None:
-                drain()
-                if progress is not None:
-                    progress(done, total)
+            def on_tick(tick: Tick) -> None:
+                take(tick.events)
+                if progress is not None and tick.index < total:
+                    progress(tick.index + 1, total)
 
-            runtime.run_offline(session, audio, tail_s=tail_s, on_frame=on_frame)
-            drain()
+            runtime.run_offline(session, audio, tail_s=tail_s, on_tick=on_tick)
+            take(session.take_events())  # none unless no tick ran
         summary = summarize(
             events,
             session.metrics.summary(),

@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from duplex.audio.resample import resample
+from duplex.lanes import Job
 from duplex.models.actions import ResponseOptions
 from duplex.models.cascade.clauses import ENDS_PUNCTUATED, SPECIAL_TOKENS, ClauseSplitter, trim_seam
 from duplex.models.cascade.results import (
@@ -34,7 +35,6 @@ from duplex.models.stages import (
     ToolCall,
     ToolChoice,
 )
-from duplex.runtime.lanes import Job
 
 
 @dataclass

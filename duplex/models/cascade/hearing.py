@@ -25,6 +25,7 @@ import numpy as np
 from duplex.audio.ring import RingBuffer
 from duplex.config import AsrConfig
 from duplex.events import ErrorEvent, Event, UserTranscriptFinal, UserTranscriptPartial
+from duplex.lanes import Job, Lane
 from duplex.models.actions import Transcribe
 from duplex.models.asr_rescore import Looker
 from duplex.models.base import ListenSignals
@@ -43,7 +44,6 @@ from duplex.models.cascade.results import (
 )
 from duplex.models.cascade.transcribing import final_job, partial_job
 from duplex.models.stages import EndOfUtteranceScorer, SpeechRecognizer, VoiceActivityDetector
-from duplex.runtime.lanes import Job, Lane
 
 # How long a final waits for the draft's LLM to score its end of utterance.
 EOU_WAIT_MS = 600.0

@@ -23,11 +23,11 @@ from duplex.events import (
     ErrorEvent,
     Event,
 )
+from duplex.lanes import Lane
 from duplex.models.base import AgentStatus, SpeakResult
 from duplex.models.cascade.draft import Draft
 from duplex.models.context import Dialogue
 from duplex.models.stages import ChatMessage, SpeechSynthesizer
-from duplex.runtime.lanes import Lane
 
 # How far back the agent's played words count as its possible echo: the echo delay,
 # the burst heard and the context the recognizer adds around it.

@@ -14,13 +14,13 @@ import logging
 
 from duplex.config import LlmConfig
 from duplex.events import ErrorEvent, Event
+from duplex.lanes import Job, Lane
 from duplex.models.actions import ResponseOptions, TakeTurn
 from duplex.models.cascade.draft import Draft, draft_job, prefill_job
 from duplex.models.cascade.playback import Playback
 from duplex.models.cascade.results import AudioChunk, Clause, Done, EouScore, Pending, Prefilled
 from duplex.models.context import Dialogue
 from duplex.models.stages import SpeechSynthesizer, TextGenerator, Tool, ToolCall, ToolChoice
-from duplex.runtime.lanes import Job, Lane
 
 log = logging.getLogger(__name__)
 

@@ -71,11 +71,6 @@ class BatchStepper:
         self.rounds: collections.deque[RoundStats] = collections.deque(maxlen=4096)
 
     # ------------------------------------------------------------ membership
-    @property
-    def free_slots(self) -> int:
-        with self._cv:
-            return self.core.slots - len(self._joined)
-
     def join(self) -> int:
         """Take a free slot with the profile's sampling; its row is reset before the next round.
 
@@ -170,15 +165,6 @@ class BatchStepper:
                     self._cv.wait(0.05)
             if run:
                 self._run_round()
-
-    def step_now(self) -> None:
-        """Run a round at once with whatever has been deposited (tests, single-thread drivers)."""
-        with self._cv:
-            while self._running:
-                self._cv.wait()
-            run = self._claim_round()
-        if run:
-            self._run_round()
 
     # ------------------------------------------------------------ rounds
     def _all_deposited(self) -> bool:
