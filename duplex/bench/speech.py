@@ -15,29 +15,7 @@ from typing import Any
 import numpy as np
 
 from duplex.audio.resample import resample
-
-QUESTIONS = [
-    "What is the capital of France?",
-    "How many legs does a spider have?",
-    "Can you recommend a good book to read?",
-    "What should I cook for dinner tonight?",
-    "Why is the sky blue?",
-    "How far away is the moon?",
-    "What is a good way to start the morning?",
-    "Tell me a fun fact about octopuses.",
-    "What time of year is best for visiting Japan?",
-    "How do I make a cup of green tea?",
-    "What is the largest ocean on Earth?",
-    "Can you suggest a name for my new puppy?",
-    "How do plants make their food?",
-    "What is your favourite colour?",
-    "How can I learn to play the guitar?",
-    "Who wrote Romeo and Juliet?",
-    "What is the boiling point of water?",
-    "Give me a tip for staying focused at work.",
-    "What does a bee do all day?",
-    "How long does it take to walk ten kilometres?",
-]
+from duplex.eval.phrases import QUESTIONS
 
 VOICES = ["en-us+f3", "en-us+m3", "en+f4", "en-us+f2"]
 USER_VOICES = ("espeak", "piper")

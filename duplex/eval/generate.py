@@ -1,9 +1,8 @@
 """The standard scenario set (``duplex eval make-scenarios DIR``), built reproducibly.
 
-Speech comes from the espeak-ng command (one fresh process an utterance, so the
-same text gives the same samples), in several voices and speeds; room effects
-come from sox (reverb, level changes, band-limited noise) run with ``-R``
-(repeatable). Every random choice draws from a generator seeded with
+Speech comes from the espeak-ng command in several voices and speeds, room
+effects from sox (``duplex.eval.synthesis``); what is said is in
+``duplex.eval.phrases``. Every random choice draws from a generator seeded with
 ``(seed, scenario number)``, so a set is a pure function of the seed.
 
 The set covers smooth turn-taking, mid-utterance pauses (1–2 s), user
@@ -18,253 +17,33 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from duplex.audio.level import speech_span_ms
-from duplex.audio.resample import resample
-from duplex.errors import DuplexError
+from duplex.eval.phrases import (
+    BACKCHANNELS,
+    BACKGROUND_TALK,
+    INTERRUPTIONS,
+    PAUSED,
+    QUESTIONS,
+    SPEEDS,
+    VOICES,
+)
 from duplex.eval.scenarios import (
     EchoPath,
     Expectation,
     Insert,
     Reverb,
     Scenario,
-    Segment,
     write_scenario,
 )
+from duplex.eval.synthesis import SR, level, noise, require_sox, reverb, speak
+from duplex.eval.track import Built, Track
 
-SR = 16000
 GENERATOR_VERSION = 1
-
-VOICES = [
-    "en-us",
-    "en-us+f3",
-    "en-us+m3",
-    "en-029",
-    "en-gb-scotland",
-    "en-gb-x-rp",
-    "en-us+f4",
-    "en-us+m5",
-]
-SPEEDS = [135, 150, 165, 180, 195]
-
-QUESTIONS = [
-    "What is the capital of France?",
-    "How many legs does a spider have?",
-    "Can you recommend a good book to read?",
-    "What should I cook for dinner tonight?",
-    "Why is the sky blue?",
-    "How far away is the moon?",
-    "What is a good way to start the morning?",
-    "Tell me a fun fact about octopuses.",
-    "What time of year is best for visiting Japan?",
-    "How do I make a cup of green tea?",
-    "What is the largest ocean on Earth?",
-    "Can you suggest a name for my new puppy?",
-    "How do plants make their food?",
-    "How can I learn to play the guitar?",
-    "Who wrote Romeo and Juliet?",
-    "What is the boiling point of water?",
-    "Give me a tip for staying focused at work.",
-    "What does a bee do all day?",
-    "How long does it take to walk ten kilometres?",
-    "Why do cats purr?",
-]
-
-# (first part, second part): the pause falls where the sentence is clearly unfinished
-PAUSED = [
-    ("I was wondering if you could tell me", "how far away the moon is."),
-    ("Could you explain to me", "why the sky is blue?"),
-    ("I need some ideas for", "what to cook for dinner tonight."),
-    ("My friend and I were trying to remember", "who wrote Romeo and Juliet."),
-    ("Can you give me", "a good tip for staying focused at work?"),
-    ("I would like to know", "how many legs a spider has."),
-    ("So what I really want to understand is", "how plants make their food."),
-    ("Before we go on, tell me", "the boiling point of water."),
-    ("I have been thinking about", "learning to play the guitar. Any advice?"),
-    ("What would be the best time of year", "to visit Japan?"),
-]
-
-BACKCHANNELS = ["mhm", "yeah", "uh-huh", "right", "okay", "I see", "mm", "yes", "sure", "got it"]
-
-INTERRUPTIONS = [
-    "Wait, sorry, can you tell me about dogs instead?",
-    "Hold on, actually, what about the weather tomorrow?",
-    "Sorry to interrupt, but how do I boil an egg?",
-    "No wait, I meant something else entirely.",
-    "Stop, stop. Can you say that more slowly?",
-    "Actually, never mind that. What time is it in Tokyo?",
-    "Excuse me, could you repeat the first part?",
-    "Hang on, let me ask you something different.",
-    "Sorry, I think you misunderstood my question.",
-    "Wait a second, what does that word mean?",
-]
-
-BACKGROUND_TALK = [
-    "Did you remember to buy milk on the way home? I think we are out again.",
-    "The meeting got moved to Thursday afternoon, so we have a bit more time.",
-    "Turn left at the next corner and then keep going straight for a while.",
-    "I told him the package would arrive by Friday, but it is still not here.",
-    "We should really repaint the kitchen before the summer is over.",
-    "The train was twenty minutes late this morning because of the rain.",
-]
-
-
-class GenerateError(DuplexError):
-    """The generator cannot run (sox missing, bad folder)."""
-
-
-# ---------------------------------------------------------------- audio helpers
-def _espeak_cli(text: str, voice: str, wpm: int) -> tuple[np.ndarray, int]:
-    """espeak-ng in a fresh process: the library keeps state between utterances,
-    so only a new process gives the same samples for the same text every time."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise GenerateError(
-            "espeak-ng is not installed; install it (apt-get install -y espeak-ng) to make scenarios"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "s.wav"
-        proc = subprocess.run(
-            [exe, "-v", voice, "-s", str(wpm), "-w", str(out), text],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0 or not out.is_file():
-            raise GenerateError(f"espeak-ng failed for voice {voice!r}: {proc.stderr.strip()}")
-        x, rate = sf.read(str(out), dtype="float32")
-    return np.asarray(x, np.float32), int(rate)
-
-
-def speak(text: str, voice: str, wpm: int, level_db: float = -6.0) -> np.ndarray:
-    """espeak-ng speech of ``text`` at 16 kHz, trimmed, peak at ``level_db`` dBFS."""
-    x, rate = _espeak_cli(text, voice, wpm)
-    audio = resample(x, rate, SR)
-    a, b = speech_span_ms(audio, SR, -45.0)
-    audio = audio[int(a * SR / 1000) : int(b * SR / 1000)]
-    peak = float(np.abs(audio).max()) or 1.0
-    return (audio * (10 ** (level_db / 20) / peak)).astype(np.float32)
-
-
-def _sox_path() -> str:
-    path = shutil.which("sox")
-    if path is None:
-        raise GenerateError(
-            "sox is not installed; install it (apt-get install -y sox) to make scenarios"
-        )
-    return path
-
-
-def sox(
-    audio: np.ndarray | None, *effects: str, length_s: float | None = None, synth: str | None = None
-) -> np.ndarray:
-    """Run sox effects on ``audio`` (or synthesize ``length_s`` of ``synth`` noise), repeatably."""
-    exe = _sox_path()
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
-        if audio is None:
-            cmd = [
-                exe,
-                "-R",
-                "-n",
-                "-r",
-                str(SR),
-                "-c",
-                "1",
-                "-b",
-                "16",
-                str(dst),
-                "synth",
-                f"{length_s:.3f}",
-                str(synth),
-                *effects,
-            ]
-        else:
-            sf.write(str(src), np.clip(audio, -1, 1), SR, subtype="FLOAT")
-            cmd = [exe, "-R", str(src), "-b", "16", str(dst), *effects]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise GenerateError(f"sox failed ({' '.join(cmd[3:])}): {proc.stderr.strip()}")
-        out, _ = sf.read(str(dst), dtype="float32")
-    return np.asarray(out, np.float32)
-
-
-def reverb(audio: np.ndarray, amount: int = 40, room: int = 60) -> np.ndarray:
-    """sox reverb (reverberance %, room scale %), wet+dry, length kept."""
-    y = sox(
-        np.concatenate([audio, np.zeros(SR // 2, np.float32)]),
-        "reverb",
-        str(amount),
-        "50",
-        str(room),
-    )
-    return y[: len(audio) + SR // 2]
-
-
-def noise(kind: str, seconds: float, level_db: float) -> np.ndarray:
-    """Band-shaped noise from sox at ``level_db`` dBFS RMS: white, pink, brown, hum or hiss."""
-    if kind == "hum":
-        x = sox(None, "vol", "0.5", length_s=seconds, synth="brownnoise")
-        x = sox(x, "lowpass", "300")
-    elif kind == "hiss":
-        x = sox(None, "highpass", "3000", length_s=seconds, synth="whitenoise")
-    else:
-        x = sox(None, length_s=seconds, synth=f"{kind}noise")
-    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) or 1.0
-    return (x * (10 ** (level_db / 20) / rms)).astype(np.float32)
-
-
-def level(audio: np.ndarray, db: float) -> np.ndarray:
-    """A level change through sox ``gain``."""
-    return sox(audio, "gain", f"{db:.1f}")[: len(audio)]
-
-
-class Track:
-    """A base track under construction: pieces placed in time, segments recorded."""
-
-    def __init__(self) -> None:
-        self.pieces: list[tuple[int, np.ndarray]] = []
-        self.segments: list[Segment] = []
-        self.cursor = 0  # samples
-
-    def silence(self, seconds: float) -> None:
-        self.cursor += int(seconds * SR)
-
-    def add(
-        self, audio: np.ndarray, text: str = "", speaker: str = "user", at: int | None = None
-    ) -> tuple[float, float]:
-        start = self.cursor if at is None else at
-        self.pieces.append((start, audio))
-        a, b = speech_span_ms(audio, SR, -40.0)
-        seg = Segment(
-            round(start * 1000 / SR + a, 1), round(start * 1000 / SR + b, 1), text, speaker
-        )
-        self.segments.append(seg)
-        if at is None:
-            self.cursor = start + len(audio)
-        return seg.start_ms, seg.end_ms
-
-    def render(self, tail_s: float = 0.5) -> np.ndarray:
-        end = max([self.cursor] + [s + len(x) for s, x in self.pieces]) + int(tail_s * SR)
-        out = np.zeros(end, np.float32)
-        for s, x in self.pieces:
-            out[s : s + len(x)] += x
-        return np.clip(out, -1, 1)
-
-
-@dataclass
-class Built:
-    scenario: Scenario
-    wavs: dict[str, np.ndarray]  # file name → samples
 
 
 # ---------------------------------------------------------------- scenario builders
@@ -585,7 +364,7 @@ def make_scenarios(
     """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    _sox_path()
+    require_sox()
     written: list[Scenario] = []
     hashes: dict[str, str] = {}
     n = 0
