@@ -14,7 +14,6 @@ it keeps ticking on silence until the agent is idle (or ``tail_s`` runs out).
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import time
@@ -26,18 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from duplex.audio.conversation_writer import (
-    AGENT_ONLY,
-    STEREO,
-    USER_ONLY,
-    write_conversation,
-)
 from duplex.audio.level import speech_span_ms
 from duplex.audio.resample import resample
 from duplex.audio.wav import read_wav
 from duplex.config import Config
 from duplex.eval.acoustics import EchoSimulator, Microphone, db_to_gain
 from duplex.eval.metrics import PlayedInsert, Trial, score_trial
+from duplex.eval.outputs import dumps, write_outputs
 from duplex.eval.scenarios import Scenario
 from duplex.events import AUDIO_EVENT_TYPES
 from duplex.models.base import DuplexModel
@@ -182,7 +176,7 @@ def run_scenario(
         for p in trial.inserts
     ]
     if out_dir is not None:
-        _write_outputs(
+        write_outputs(
             out_dir,
             scenario,
             result,
@@ -192,61 +186,11 @@ def run_scenario(
             agent_track,
             in_rate,
             out_rate,
-            options,
+            plots=options.plots,
+            write_audio=options.write_audio,
         )
     ticks = {"tick": tick, **phase}
     return result, ticks
-
-
-def _write_outputs(
-    out: Path,
-    scenario: Scenario,
-    result: dict[str, Any],
-    events: list[dict],
-    trace: Any,
-    mic: np.ndarray,
-    agent: np.ndarray,
-    in_rate: int,
-    out_rate: int,
-    options: RunOptions,
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "events.jsonl", "w") as f:
-        for e in events:
-            f.write(json.dumps(e) + "\n")
-    (out / "result.json").write_text(_dumps(result))
-    if not (options.write_audio or options.plots):
-        return
-    # Every file from the same two tracks, laid out in stream time by the one writer; the
-    # 16 kHz pair is the microphone as the agent heard it and the agent, the same length.
-    files = [("conversation.wav", STEREO, out_rate)]
-    if options.write_audio:
-        files += [("input.wav", USER_ONLY, in_rate), ("output.wav", AGENT_ONLY, in_rate)]
-    for name, channels, rate in files:
-        write_conversation(
-            out / name,
-            user=mic,
-            agent=agent,
-            input_rate=in_rate,
-            output_rate=out_rate,
-            channels=channels,
-            rate=rate,
-        )
-    if options.plots:
-        from duplex.report.timeline import plot_timeline
-
-        title = f"{scenario.id} ({scenario.category}) — {result['status']}"
-        plot_timeline(out / "conversation.wav", events, trace, out / "timeline.png", title=title)
-    if not options.write_audio:
-        (out / "conversation.wav").unlink()
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ---------------------------------------------------------------- many scenarios
@@ -377,23 +321,6 @@ def run_eval(
         "summary": summary,
         "scenarios": ordered,
     }
-    (out / "results.json").write_text(_dumps(doc))
+    (out / "results.json").write_text(dumps(doc))
     write_report(doc, out)
     return doc
-
-
-def _dumps(doc: dict[str, Any]) -> str:
-    """JSON with NaN written as null (strict JSON for other tools)."""
-
-    def clean(o: Any) -> Any:
-        if isinstance(o, float) and o != o:
-            return None
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, list | tuple):
-            return [clean(v) for v in o]
-        if isinstance(o, np.generic):
-            return clean(o.item())
-        return o
-
-    return json.dumps(clean(doc), indent=2, default=_json_default)
