@@ -41,6 +41,8 @@ from duplex.eval.scenarios import (
     write_scenario,
 )
 from duplex.eval.synthesis import SR, level, noise, require_sox, reverb, speak
+from duplex.eval.synthesis import GenerateError as GenerateError  # still importable from here
+from duplex.eval.synthesis import sox as sox
 from duplex.eval.track import Built, Track
 
 GENERATOR_VERSION = 1
