@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Derived weights (the packaged GGUF re-encoded, duplex.models.gguf_weights) are made
+# Derived weights (the packaged GGUF re-encoded, duplex.models.llamacpp.gguf) are made
 # afresh in each test run, so the suite exercises that step; servers it starts inherit it.
 if "DUPLEX_CACHE_DIR" not in os.environ:
     import tempfile

@@ -51,7 +51,7 @@ class LlmConfig:
     # llama.cpp's DRY sampler over this answer and the earlier ones (0: off).
     dry_multiplier: float = 0.0
     # The packaged GGUF (path empty) re-encoded as this type at first load, cached
-    # (models/gguf_weights.py: Q4_1 as shipped has no fast path here); "" as shipped.
+    # (models/llamacpp/gguf.py: Q4_1 as shipped has no fast path here); "" as shipped.
     weights_type: str = "q8_0"
     system_prompt: str = (
         "You are a friendly voice assistant. Answer in one or two short spoken sentences."

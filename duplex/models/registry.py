@@ -16,7 +16,7 @@ from duplex.models.stages import SpeechSynthesizer
 if TYPE_CHECKING:
     from duplex.models.asr_rescore import LmRescoredRecognizer
     from duplex.models.asr_whisper import WhisperRecognizer
-    from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
+    from duplex.models.llamacpp.end_of_turn import LlamaCppEndOfUtterance
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def end_of_utterance_model(config: Config) -> LlamaCppEndOfUtterance | None:
     m = config.models
     if m.eou.engine != "llamacpp":
         return None
-    from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
+    from duplex.models.llamacpp.end_of_turn import LlamaCppEndOfUtterance
 
     return LlamaCppEndOfUtterance(
         m.eou.path or None,
@@ -139,8 +139,8 @@ def _cascade_stages(config: Config, held: list[Callable[[], None]]) -> CascadeSt
     held.append(tts().close)
 
     if m.llm.engine == "llamacpp":
-        from duplex.models.llama_context import llama_weights
-        from duplex.models.llm_llamacpp import LlamaCppGenerator, gguf_to_load
+        from duplex.models.llamacpp.generator import LlamaCppGenerator
+        from duplex.models.llamacpp.gguf import gguf_to_load, llama_weights
 
         held.append(llama_weights(gguf_to_load(m.llm.path or None, m.llm.weights_type, "models.llm.path")[1]).release)
 

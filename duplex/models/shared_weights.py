@@ -86,10 +86,6 @@ class Lease(Generic[T]):
         self._released = False
         self._lock = threading.Lock()
 
-    @property
-    def released(self) -> bool:
-        return self._released
-
     def release(self) -> None:
         """Give the claim back; the weights are freed when no lease holds them. Idempotent."""
         with self._lock:

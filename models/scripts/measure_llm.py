@@ -16,7 +16,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from duplex.models.llm_llamacpp import LlamaCppGenerator, default_model_path
+from duplex.models.llamacpp.generator import LlamaCppGenerator
+from duplex.models.llamacpp.gguf import default_model_path
 from duplex.models.stages import ChatMessage
 
 SYSTEM = ChatMessage(

@@ -1,7 +1,7 @@
 """Train the end-of-turn head: a logistic regression on SmolLM2's last hidden state.
 
 SmolLM2-135M-Instruct reads a user's words as a chat message
-(``duplex/models/eou_llamacpp.py``). Its probability that the sentence ends is a
+(``duplex/models/llamacpp/end_of_turn.py``). Its probability that the sentence ends is a
 weak end-of-turn signal for speech: written prompts go on where spoken turns
 stop ("Can you tell me a joke" → " about"). This script fits a linear head on
 the features the runtime reads in the same pass (the last token's hidden state
@@ -212,8 +212,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT))
-    from duplex.models.eou_llamacpp import EndOfTurnHead, LlamaCppEndOfUtterance
-    from duplex.models.llm_llamacpp import default_model_path
+    from duplex.models.llamacpp.end_of_turn import EndOfTurnHead, LlamaCppEndOfUtterance
+    from duplex.models.llamacpp.gguf import default_model_path
 
     lines = corpus_lines()
     if args.max_lines:

@@ -12,7 +12,7 @@ from duplex.config import load_config
 from duplex.eval.generate import speak as speak_cli
 from duplex.models.asr_rescore import LmRescoredRecognizer, look_again
 from duplex.models.asr_whisper import WhisperRecognizer
-from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
+from duplex.models.llamacpp.end_of_turn import LlamaCppEndOfUtterance
 from duplex.models.registry import final_recognizer, second_look_recognizer
 from duplex.models.stages import Transcript
 
@@ -80,7 +80,7 @@ def test_n_best_readings_are_distinct_and_best_first(asr: WhisperRecognizer, que
 def test_the_lm_prefers_the_reading_that_is_a_sentence(eou: LlamaCppEndOfUtterance) -> None:
     misheard = ("What is the capital and friends?", -0.30)
     right = (QUESTION, -0.36)
-    assert eou.text_logprob(right[0]) > eou.text_logprob(misheard[0])
+    assert eou.text_logprobs([right[0]])[0] > eou.text_logprobs([misheard[0]])[0]
     inner = _Readings((misheard, right))
     rescored = LmRescoredRecognizer(inner, eou, weight=0.2, n_best=4).transcribe(np.zeros(1600, np.float32))
     assert inner.asked == [4]
@@ -95,17 +95,17 @@ def test_the_lm_prefers_the_reading_that_is_a_sentence(eou: LlamaCppEndOfUtteran
 
 def test_text_logprob_and_features_share_one_pass(eou: LlamaCppEndOfUtterance) -> None:
     text = "How do magnets work?"
-    first = eou.text_logprob(text)
+    first = eou.text_logprobs([text])[0]
     features = eou.features(text)
     assert first is not None and features is not None
-    assert eou.text_logprob(text) == first  # cached, the same value
-    assert eou.text_logprob("") is None and eou.features("  ") is None
+    assert eou.text_logprobs([text])[0] == first  # cached, the same value
+    assert eou.text_logprobs([""])[0] is None and eou.features("  ") is None
     # A text read after others scores as it does fresh: nothing carries over.
     for other in ("How do magnets", "Why is the sky blue", "How do magnets work today"):
-        eou.text_logprob(other)
+        eou.text_logprobs([other])
     eou._recent.clear()
     np.testing.assert_array_equal(eou.features(text), features)
-    assert eou.text_logprob(text) == first
+    assert eou.text_logprobs([text])[0] == first
 
 
 def test_the_default_profile_rescores_with_its_eou_model(eou: LlamaCppEndOfUtterance, question: np.ndarray) -> None:
@@ -127,7 +127,7 @@ def test_readings_scored_in_one_batch_score_as_they_do_alone(eou: LlamaCppEndOfU
     together = eou.text_logprobs(readings)
     scores_together = [eou.end_score(r) for r in readings]  # from the same batch, cached
     eou._recent.clear()
-    alone = [eou.text_logprob(r) for r in readings]
+    alone = [eou.text_logprobs([r])[0] for r in readings]
     scores_alone = [eou.end_score(r) for r in readings]
     # llama.cpp's sums differ a little with the batch's make-up (~1 %).
     assert together == pytest.approx(alone, rel=0.02)
@@ -149,7 +149,7 @@ def test_readings_too_long_for_one_batch_are_read_one_at_a_time(eou: LlamaCppEnd
     eou._recent.clear()
     together = eou.text_logprobs([long_a, long_b])
     eou._recent.clear()
-    assert together == pytest.approx([eou.text_logprob(long_a), eou.text_logprob(long_b)], abs=1e-6)
+    assert together == pytest.approx([eou.text_logprobs([long_a])[0], eou.text_logprobs([long_b])[0]], abs=1e-6)
 
 
 def test_a_cached_reading_is_not_lost_to_the_new_ones_read_with_it(eou: LlamaCppEndOfUtterance) -> None:

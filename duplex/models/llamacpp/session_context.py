@@ -1,4 +1,4 @@
-"""llama.cpp weights loaded once per process, and a context of its own for each holder.
+"""A llama.cpp context of its own for each holder, over weights loaded once per process.
 
 A llama.cpp *model* (``llama_model``: the weights, repacked for this CPU at load) is
 read-only once loaded and serves any number of *contexts* (``llama_context``: KV cache,
@@ -6,7 +6,7 @@ compute buffers, thread pool), each used by its own thread; llama.cpp's server w
 same way. ``llama_cpp.Llama`` always loads a model of its own, so every session paid for
 a copy of the weights. Here:
 
-* ``llama_weights`` leases the model of one GGUF file from ``shared_weights`` (one
+* ``gguf.llama_weights`` leases the model of one GGUF file from ``shared_weights`` (one
   llama-cpp-python ``_internals.LlamaModel`` a file per process);
 * ``LlamaSessionContext`` is one holder's ``llama_context`` over it, with the
   part of ``Llama``'s interface the stages use (``eval``, ``input_ids``/``n_tokens``,
@@ -20,7 +20,6 @@ freed with the last lease, so never before a context over it.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,58 +28,8 @@ from typing import Any
 import numpy as np
 
 from duplex.errors import BackendError
-from duplex.models.shared_weights import Lease, WeightsKey, shared_weights
-
-_backend_ready = threading.Lock()
-_backend_initialized = False
-
-
-def _init_backend() -> None:
-    """llama.cpp's one-time backend set-up, and its log quieted to errors (as ``Llama`` does)."""
-    global _backend_initialized
-    with _backend_ready:
-        if _backend_initialized:
-            return
-        import llama_cpp
-        from llama_cpp._logger import set_verbose
-        from llama_cpp._utils import suppress_stdout_stderr
-
-        set_verbose(False)
-        with suppress_stdout_stderr(disable=False):
-            llama_cpp.llama_backend_init()
-        _backend_initialized = True
-
-
-class LlamaWeights:
-    """One GGUF file loaded by llama.cpp (memory-mapped, CPU only).
-
-    Attributes:
-        path: the GGUF file.
-        model: llama-cpp-python's ``_internals.LlamaModel``.
-        metadata: the GGUF's key/value metadata.
-    """
-
-    def __init__(self, path: Path) -> None:
-        _init_backend()
-        import llama_cpp
-        from llama_cpp import _internals
-
-        params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = 0
-        params.split_mode = llama_cpp.LLAMA_SPLIT_MODE_LAYER
-        params.main_gpu = 0
-        params.vocab_only = False
-        params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP
-        try:
-            self.model: Any = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
-        except (ValueError, RuntimeError) as exc:
-            raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
-        self.path = path
-        self.metadata: dict[str, str] = self.model.metadata()
-
-    def close(self) -> None:
-        """Free the weights (and any context still open over them)."""
-        self.model.close()
+from duplex.models.llamacpp.gguf import LlamaWeights, llama_weights
+from duplex.models.shared_weights import Lease
 
 
 class _NativeContext:
@@ -128,16 +77,6 @@ def _free(native: _NativeContext | None, batch: Any, lease: Lease[LlamaWeights])
         native._lib.llama_free(native.ctx)
         native.ctx = None
     lease.release()
-
-
-def llama_weights(path: Path) -> Lease[LlamaWeights]:
-    """A lease on the model of ``path``, loaded at the first call in the process.
-
-    Raises:
-        BackendError: llama.cpp could not load the file.
-    """
-    key = WeightsKey("llama.cpp model", str(Path(path).resolve()))
-    return shared_weights().acquire(key, lambda: LlamaWeights(Path(path)), LlamaWeights.close)
 
 
 class LlamaSessionContext:

@@ -15,8 +15,8 @@ user's words as the start of a chat message. Two readings of that one pass:
 
 ``end_score`` returns a score in [0, 1] on one scale for both; the policy layer
 blends it with lexical cues and the pause length (``policy/end_of_turn.py``).
-The same pass also gives how likely the words are as a sentence (``text_logprob``),
-which re-ranks the recognizer's n-best readings (``asr_rescore.py``); the last few
+The same pass also gives how likely the words are as a sentence (``text_logprobs``),
+which re-ranks the recognizer's n-best readings (``models/asr_rescore.py``); the last few
 passes are cached, so scoring the chosen reading again costs nothing.
 Transcript punctuation is stripped first: Whisper ends fragments with a period.
 """
@@ -38,13 +38,14 @@ import numpy as np
 
 from duplex.config import EouConfig
 from duplex.errors import BackendError, ModelNotFound
-from duplex.models.llm_llamacpp import (
+from duplex.models.end_of_utterance import semantic_end_score
+from duplex.models.llamacpp.gguf import gguf_to_load
+from duplex.models.llamacpp.sentence_end import (
     end_probability,
     end_token_ids,
-    gguf_to_load,
-    semantic_end_score,
     strip_final_punctuation,
 )
+from duplex.models.llamacpp.session_context import LlamaSessionContext
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class LlamaCppEndOfUtterance:
             prompt are the ones it was trained on), a path to a head file, or ``""``
             for P(end) alone.
         weights_type: the packaged model's weights re-encoded as this type
-            (``gguf_weights.reencoded``); "" or a ``model_path`` loads the file as it is.
+            (``gguf.reencoded``); "" or a ``model_path`` loads the file as it is.
     """
 
     def __init__(
@@ -158,17 +159,15 @@ class LlamaCppEndOfUtterance:
         head: str = BUILTIN_HEAD,
         weights_type: str = "",
     ) -> None:
-        # The packaged model re-encoded (gguf_weights): the same weights, so the head
+        # The packaged model re-encoded (gguf.py): the same weights, so the head
         # trained on the packaged file applies; it is checked against that file.
         source, path = gguf_to_load(model_path, weights_type, "models.eou.path")
         import llama_cpp
 
-        from duplex.models.llama_context import LlamaSessionContext
-
         # Embeddings on (the model's own pooling: none for a chat LM), so the last
         # token's hidden state is read next to its logits; llama.cpp then wants every
         # token as an output, hence logits_all (rows are filled only as used). A context
-        # of its own over the weights the answering LLM also uses (llama_context.py).
+        # of its own over the weights the answering LLM also uses (session_context.py).
         self._llm = LlamaSessionContext(path, n_ctx=n_ctx, threads=threads, embedding=True, logits_all=True)
         self.model_path = path
         self._embeddings_ith = llama_cpp.llama_get_embeddings_ith
@@ -220,14 +219,11 @@ class LlamaCppEndOfUtterance:
         read = self._read_many([text])[0]
         return None if read is None else read[0]
 
-    def text_logprob(self, text: str) -> float | None:
-        """Mean log-probability (nats) of the words' tokens as the start of a user message:
-        how likely the model finds them as a sentence. None for no words."""
-        return self.text_logprobs([text])[0]
-
     def text_logprobs(self, texts: list[str]) -> list[float | None]:
-        """``text_logprob`` of several readings of one utterance, in one pass: the words
-        they start with are evaluated once, and each reading's own end after them."""
+        """Mean log-probability (nats) of each text's tokens as the start of a user message:
+        how likely the model finds the words as a sentence (None for no words). Several
+        readings of one utterance take one pass: the words they start with are evaluated
+        once, and each reading's own end after them."""
         return [None if read is None else read[1] for read in self._read_many(texts)]
 
     def _read_many(self, texts: list[str]) -> list[tuple[np.ndarray, float] | None]:
@@ -324,11 +320,6 @@ class LlamaCppEndOfUtterance:
             return np.ctypeslib.as_array(self._embeddings_ith(ctx, row), shape=(self.n_embd,)).astype(np.float32)
 
         return logits, hidden_of
-
-    def end_probability(self, text: str) -> float:
-        """The model's probability that the sentence ends after ``text`` (0 for no words)."""
-        f = self.features(text)
-        return 0.0 if f is None else float(10.0 ** f[-1])
 
     def end_score(self, text: str) -> float:
         """How finished the turn ``text`` is, 0..1: the head's probability, or P(end) on

@@ -1,68 +1,18 @@
-"""LlamaCppGenerator on the real SmolLM2-135M weights, and the pure context-fitting rule."""
+"""LlamaCppGenerator on the real SmolLM2-135M weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 
 import pytest
 
 from duplex.errors import BackendError
-from duplex.models.llm_llamacpp import LlamaCppGenerator, fit_context
+from duplex.models.llamacpp.generator import LlamaCppGenerator
 from duplex.models.stages import ChatMessage, TextGenerator, Tool, ToolCall
 
-SYSTEM = ChatMessage("system", "You are a helpful voice assistant. Answer in one short sentence.")
-
-
-def _words(message: ChatMessage) -> int:
-    return len(message.content.split()) + 2
-
-
-def _history(n_exchanges: int) -> list[ChatMessage]:
-    messages = [SYSTEM]
-    for i in range(n_exchanges):
-        messages.append(ChatMessage("user", f"question number {i} about the weather today"))
-        messages.append(ChatMessage("assistant", f"answer number {i} it is sunny and warm"))
-    return messages
-
-
-# -- fit_context (pure) ----------------------------------------------------------------
-
-
-def test_fit_context_returns_everything_that_fits() -> None:
-    messages = _history(3) + [ChatMessage("user", "and tomorrow")]
-    assert fit_context(messages, _words, budget=1000) == messages
-
-
-def test_fit_context_keeps_system_and_first_exchange_and_most_recent_within_budget() -> None:
-    messages = _history(20) + [ChatMessage("user", "what should I wear")]
-    kept = fit_context(messages, _words, budget=60)
-    assert kept[:3] == messages[:3]  # system, first question, first answer: the sinks
-    assert kept[-1] == messages[-1]
-    tail = kept[3:]
-    assert tail == messages[len(messages) - len(tail) :]  # a contiguous recent run
-    assert sum(_words(m) for m in kept) <= 60
-    # and no further message would have fit
-    assert sum(_words(m) for m in kept) + _words(messages[-len(tail) - 1]) > 60
-
-
-def test_fit_context_gives_up_first_exchange_before_the_last_message() -> None:
-    long_last = ChatMessage("user", "word " * 40)
-    kept = fit_context(_history(5) + [long_last], _words, budget=55)
-    assert kept[0] == SYSTEM
-    assert kept[-1] == long_last
-    assert sum(_words(m) for m in kept) <= 55
-
-
-def test_two_hundred_turn_history_fits_with_sinks() -> None:
-    messages = _history(200) + [ChatMessage("user", "last question")]
-    kept = fit_context(messages, _words, budget=300)
-    assert kept[:3] == messages[:3]
-    assert kept[-1] == messages[-1]
-    assert sum(_words(m) for m in kept) <= 300
-
-
-# -- real model ------------------------------------------------------------------------
+from .dialogue import SYSTEM, weather_dialogue
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +75,15 @@ def test_dry_keeps_the_answer_from_repeating_the_previous_one(llm: LlamaCppGener
         ChatMessage("assistant", previous),
         ChatMessage("user", "Your famous"),
     ]
-    llm.dry_multiplier, llm.min_words = 0.8, 4
+    plain = llm.sampling
+    llm.sampling, llm.min_words = dataclasses.replace(plain, dry_multiplier=0.8), 4
     try:
         llm.reset()
         answer = "".join(llm.stream(dialogue, max_tokens=40))
         llm.reset()
         paris = "".join(llm.stream([system, ChatMessage("user", "What is the capital of France?")], max_tokens=30))
     finally:
-        llm.dry_multiplier, llm.min_words = 0.0, 0
+        llm.sampling, llm.min_words = plain, 0
     assert len(answer.split()) >= 4
     assert _longest_shared_run(answer, previous) <= 4, answer
     assert "paris" in paris.lower()  # a plain question still gets its plain answer
@@ -167,7 +118,7 @@ def test_next_turn_evaluates_only_the_new_tokens(llm: LlamaCppGenerator) -> None
 
 
 def test_long_conversation_stays_in_context_and_reuses_cache(llm: LlamaCppGenerator) -> None:
-    history = _history(25) + [ChatMessage("user", "What is two plus two?")]
+    history = weather_dialogue(25) + [ChatMessage("user", "What is two plus two?")]
     "".join(llm.stream(history, max_tokens=8))  # fills the cache up to the budget
     evals = []
     for i in range(3):
@@ -187,7 +138,7 @@ def test_a_final_shorter_than_its_partial_does_not_bring_an_evicted_message_back
     # A full window: a long partial pushes the oldest exchange out of the cache; the final,
     # shorter, would leave room for it again. Re-admitting it would make the cache, which
     # no longer holds it, evaluate everything after the sinks once more.
-    history = _history(25)
+    history = weather_dialogue(25)
     "".join(llm.stream(history + [ChatMessage("user", "What is two plus two?")], max_tokens=8))
     partial = "tell me a fun fact and i am out art of buses tell me about the " * 2
     llm.prefill(history + [ChatMessage("user", partial)])

@@ -1,4 +1,4 @@
-"""The packaged SmolLM2 GGUF re-encoded as Q8_0 (gguf_weights): made once, cached, the
+"""The packaged SmolLM2 GGUF re-encoded as Q8_0 (gguf.py): made once, cached, the
 same model as the shipped Q4_1 (its end-of-turn head applies), and a clear error or a
 fallback where it cannot be made."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from duplex.errors import ConfigError, ModelNotFound
-from duplex.models.eou_llamacpp import LlamaCppEndOfUtterance
-from duplex.models.gguf_weights import derived_path, reencoded
-from duplex.models.llm_llamacpp import LlamaCppGenerator, default_model_path
+from duplex.models.llamacpp.end_of_turn import LlamaCppEndOfUtterance
+from duplex.models.llamacpp.generator import LlamaCppGenerator
+from duplex.models.llamacpp.gguf import default_model_path, derived_path, reencoded
 from duplex.models.stages import ChatMessage
 
 FINISHED = ["Could you tell me a story?", "What are some good books?", "How do magnets work?"]

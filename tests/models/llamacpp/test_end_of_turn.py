@@ -13,10 +13,20 @@ import pytest
 
 from duplex.config import TurnConfig
 from duplex.errors import ModelNotFound
-from duplex.models.eou_llamacpp import EndOfTurnHead, LlamaCppEndOfUtterance, builtin_head_path
+from duplex.models.llamacpp.end_of_turn import (
+    EndOfTurnHead,
+    LlamaCppEndOfUtterance,
+    builtin_head_path,
+)
+from duplex.models.llamacpp.sentence_end import (
+    end_token_ids,
+    last_token_end_probability,
+    strip_final_punctuation,
+)
+from duplex.models.llamacpp.session_context import LlamaSessionContext
 from duplex.policy.end_of_turn import blend_end_of_turn, pause_needed_ms
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # None of these is in the head's training corpus, the eval scenarios or measure_eou.py.
 FINISHED = ["Could you tell me a story?", "What are some good books?", "How do magnets work?"]
@@ -48,14 +58,28 @@ def test_the_head_hears_a_spoken_request_as_finished_where_p_end_alone_does_not(
     """SmolLM2 expects "about" after "tell me a story": P(end) alone scores the request as
     cut off; the head, trained on conversational turns, does not."""
     text = "Could you tell me a story?"
-    assert eou.end_probability(text) < 0.05
+    f = eou.features(text)
+    assert f is not None and 10.0 ** f[-1] < 0.05  # P(end)
     assert eou.end_score(text) > 0.5
 
 
 def test_features_are_the_hidden_state_and_log_p_end(eou) -> None:
-    f = eou.features("What are some good books?")
+    text = "What are some good books?"
+    f = eou.features(text)
     assert f is not None and f.shape == (eou.n_embd + 1,) and np.isfinite(f).all()
-    assert f[-1] == pytest.approx(np.log10(eou.end_probability("What are some good books?")), abs=1e-4)
+    # log10 P(end) as a plain context reads it after the same system prompt and words
+    # (one sequence, not the scorer's batch of sequences).
+    ctx = LlamaSessionContext(eou.model_path, n_ctx=256, threads=1)
+    try:
+        prefix = f"<|im_start|>system\n{eou.system_prompt}<|im_end|>\n<|im_start|>user\n"
+        ctx.eval(
+            ctx.tokenize(prefix.encode(), add_bos=False, special=True)
+            + ctx.tokenize(strip_final_punctuation(text).encode(), add_bos=False, special=False)
+        )
+        p_end = last_token_end_probability(ctx, end_token_ids(ctx, "<|im_end|>"))
+    finally:
+        ctx.close()
+    assert f[-1] == pytest.approx(np.log10(p_end), abs=0.02)
     # The same words give the same features: the KV cache is reset to the prompt each call.
     eou.features("Something else entirely")
     assert np.array_equal(f, eou.features("What are some good books?"))
