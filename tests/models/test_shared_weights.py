@@ -59,10 +59,11 @@ def test_sessions_share_the_loaded_models(runtime: Runtime) -> None:
         assert a.llm is not b.llm and a.vad is not b.vad and a.tts is not b.tts  # state of their own
         assert a.llm._llm._ctx is not b.llm._llm._ctx
         assert a.llm._llm._model is b.llm._llm._model  # one llama.cpp model
-        assert a.eou._llm._model is a.llm._llm._model  # the end-of-turn model reads the same GGUF
+        assert a.hearing.eou._llm._model is a.llm._llm._model  # the end-of-turn model reads the same GGUF
         assert a.tts._voice.session is b.tts._voice.session  # one Piper onnxruntime session
         assert a.vad._sess is b.vad._sess  # one Silero onnxruntime session
-        assert a.asr._model is b.asr._model and a.asr_partial._model is b.asr_partial._model
+        assert a.hearing.asr._model is b.hearing.asr._model
+        assert a.hearing.asr_partial._model is b.hearing.asr_partial._model
     finally:
         for s in list(runtime.sessions.values()):
             runtime.close_session(s)
