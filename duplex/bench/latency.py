@@ -22,9 +22,11 @@ Also the tick real-time factor while the agent speaks and listens at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from duplex.events import AgentAudio, AgentAudioStarted, Event
 from duplex.runtime.metrics import percentiles
 from duplex.runtime.offline import NO_TAIL, Tick, drive
 from duplex.runtime.runtime import Runtime
+from duplex.runtime.session import Session
 
 STAGES = ["endpointing", "asr_final", "llm_ttft", "llm_first_clause", "tts_first_chunk"]
 # The parts of the audible latency, in order: they add up to it.
@@ -182,12 +185,20 @@ class Tape:
         write_conversation(folder / "agent.wav", user=None, agent=agent, channels=AGENT_ONLY, **rates)
 
 
+@contextlib.contextmanager
+def _bench_session(config: Any, clock: str) -> Iterator[Session]:
+    """A session ``bench-<clock>`` on a runtime of its own, closed on the way out."""
+    rt = Runtime(config, clock=clock)
+    try:
+        yield rt.open_session(f"bench-{clock}")
+    finally:
+        rt.close()
+
+
 def run_offline(
     config: Any, user: WaitingUser | FixedTimelineUser, tape: Tape | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    rt = Runtime(config, clock="offline")
-    try:
-        s = rt.open_session("bench-offline")
+    with _bench_session(config, "offline") as s:
         events: list[Any] = []
         onsets = AudibleOnsets(config.audio.output_sample_rate)
 
@@ -198,16 +209,12 @@ def run_offline(
 
         drive(s, UserFrames(user, s.frame_samples), NO_TAIL, on_tick)
         return _collect(events, onsets, user), s.metrics.summary()
-    finally:
-        rt.close()
 
 
 def run_realtime(
     config: Any, user: WaitingUser | FixedTimelineUser, tape: Tape | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    rt = Runtime(config, clock="realtime")
-    try:
-        s = rt.open_session("bench-realtime")
+    with _bench_session(config, "realtime") as s:
         events: list[Any] = []
         onsets = AudibleOnsets(config.audio.output_sample_rate)
         n = s.frame_samples
@@ -236,8 +243,6 @@ def run_realtime(
         time.sleep(0.3)
         _hear(s.take_events(), user, events, onsets, tape)
         return _collect(events, onsets, user, filled), s.metrics.summary()
-    finally:
-        rt.close()
 
 
 def _p50_p95(values: list[float]) -> str:

@@ -65,6 +65,16 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_cmd_bench_model)
 
 
+def _out(args: argparse.Namespace) -> Path | None:
+    """Where ``--out`` asks the report to be written (None: nowhere)."""
+    return Path(args.out) if args.out else None
+
+
+def _wrote(out: str | Path | None) -> None:
+    if out:
+        print(f"\nwrote {out}")
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from duplex.bench.latency import run_latency_bench
 
@@ -73,14 +83,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         turns=args.turns,
         clocks=args.clock,
-        out=Path(args.out) if args.out else None,
+        out=_out(args),
         user_voice=args.user_voice,
         user_waits=not args.fixed_timeline,
         audio_dir=Path(args.save_audio) if args.save_audio else None,
     )
     print(report["table"])
-    if args.out:
-        print(f"\nwrote {args.out}")
+    _wrote(args.out)
     return 0
 
 
@@ -95,7 +104,7 @@ def _cmd_bench_soak(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done - bar.n)
 
-    report = run_soak(args.minutes, config_name=args.config, overrides=args.overrides, out=Path(args.out) if args.out else None, progress=progress)
+    report = run_soak(args.minutes, config_name=args.config, overrides=args.overrides, out=_out(args), progress=progress)
     bar.close()
     print(report["table"])
     if report["slow_answers"]:
@@ -113,10 +122,9 @@ def _cmd_bench_serve(args: argparse.Namespace) -> int:
         return _cmd_bench_serve_ray(args)
     from duplex.bench.serve import run_serve_bench
 
-    report = run_serve_bench(args.clients, turns=args.turns, config_name=args.config, overrides=args.overrides, out=Path(args.out) if args.out else None)
+    report = run_serve_bench(args.clients, turns=args.turns, config_name=args.config, overrides=args.overrides, out=_out(args))
     print(report["table"])
-    if args.out:
-        print(f"\nwrote {args.out}")
+    _wrote(args.out)
     return 0
 
 
@@ -138,8 +146,7 @@ def _cmd_bench_serve_soak(args: argparse.Namespace) -> int:
         print("\nclient-side failures (first 20):")
         for f in report["client_failures"]:
             print(f"- {f}")
-    if out:
-        print(f"\nwrote {out}")
+    _wrote(out)
     return 0
 
 
@@ -149,13 +156,12 @@ def _cmd_bench_serve_ray(args: argparse.Namespace) -> int:
     try:
         report = run_serve_bench_via_ray(
             args.clients, turns=args.turns, config_name=args.config, overrides=args.overrides,
-            replicas=args.replicas, out=Path(args.out) if args.out else None,
+            replicas=args.replicas, out=_out(args),
         )
     except ValueError as exc:
         raise DuplexError(str(exc)) from exc
     print(report["table"])
-    if args.out:
-        print(f"\nwrote {args.out}")
+    _wrote(args.out)
     return 0
 
 
@@ -168,11 +174,10 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         device=args.device,
         estimate=not args.no_estimate,
-        out=Path(args.out) if args.out else None,
+        out=_out(args),
     )
     print(report["table"])
     if "estimate_text" in report:
         print("\n" + report["estimate_text"])
-    if args.out:
-        print(f"\nwrote {args.out}")
+    _wrote(args.out)
     return 0

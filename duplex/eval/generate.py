@@ -14,14 +14,10 @@ tagged ``ci`` form the CI subset (``--subset ci``).
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from duplex.eval.phrases import (
     BACKCHANNELS,
@@ -38,12 +34,11 @@ from duplex.eval.scenarios import (
     Insert,
     Reverb,
     Scenario,
-    write_scenario,
 )
 from duplex.eval.synthesis import SR, level, noise, require_sox, reverb, speak
 from duplex.eval.synthesis import GenerateError as GenerateError  # still importable from here
 from duplex.eval.synthesis import sox as sox
-from duplex.eval.track import Built, Track
+from duplex.eval.track import Built, ScenarioWriter, Track
 
 GENERATOR_VERSION = 1
 
@@ -147,9 +142,7 @@ def _during(
     category: str,
     rng: Rng,
     i: int,
-    insert_audio: np.ndarray,
-    text: str,
-    kind: str,
+    insert: tuple[np.ndarray, str],
     behaviour: str,
     offset_ms: float,
     description: str,
@@ -157,6 +150,9 @@ def _during(
     meta: dict | None = None,
     speaker: tuple[str, int] | None = None,
 ) -> Built:
+    """The user asks; ``insert`` (audio, text: its kind is ``category``) plays
+    ``offset_ms`` into the agent's answer, which should ``behaviour``."""
+    insert_audio, text = insert
     voice, wpm = speaker or _voice(rng)
     t = Track()
     q, _, end = _ask(t, rng, i, voice, wpm)
@@ -168,13 +164,37 @@ def _during(
         tuple(t.segments),
         (Expectation("take_turn", end_ms=end, text=q, category="smooth_turn"), exp),
         inserts=(
-            Insert(f"{sid}.{kind}.wav", "agent_audio_start", 1, round(offset_ms), text, kind),
+            Insert(f"{sid}.{category}.wav", "agent_audio_start", 1, round(offset_ms), text, category),
         ),
         echo=echo,
         description=description,
         meta={"voice": voice, "wpm": wpm, **(meta or {})},
     )
-    return Built(sc, {f"{sid}.wav": t.render(1.0), f"{sid}.{kind}.wav": insert_audio})
+    return Built(sc, {f"{sid}.wav": t.render(1.0), f"{sid}.{category}.wav": insert_audio})
+
+
+def _alone(
+    sid: str,
+    category: str,
+    piece: tuple[np.ndarray, str, str],
+    description: str,
+    meta: dict,
+    expect_text: str = "",
+) -> Built:
+    """``piece`` (audio, label, speaker) while the agent is idle; it should stay quiet."""
+    t = Track()
+    t.silence(0.8)
+    s, e = t.add(*piece)
+    sc = Scenario(
+        sid,
+        category,
+        Path(f"{sid}.wav"),
+        tuple(t.segments),
+        (Expectation("no_take", onset_ms=s, end_ms=e, text=expect_text),),
+        description=description,
+        meta=meta,
+    )
+    return Built(sc, {f"{sid}.wav": t.render(1.5)})
 
 
 def backchannel(sid: str, rng: Rng, i: int) -> Built:
@@ -182,19 +202,8 @@ def backchannel(sid: str, rng: Rng, i: int) -> Built:
     word = BACKCHANNELS[i % len(BACKCHANNELS)]
     x = speak(word, voice, wpm, level_db=-8.0)
     off = 500 + 900 * float(rng.random())
-    return _during(
-        sid,
-        "backchannel",
-        rng,
-        i,
-        x,
-        word,
-        "backchannel",
-        "ignore",
-        off,
-        f"the user says {word!r} {off:.0f} ms into the agent's answer; the agent should go on",
-        speaker=(voice, wpm),
-    )
+    about = f"the user says {word!r} {off:.0f} ms into the agent's answer; the agent should go on"
+    return _during(sid, "backchannel", rng, i, (x, word), "ignore", off, about, speaker=(voice, wpm))
 
 
 def interruption(sid: str, rng: Rng, i: int, echo: EchoPath | None = None) -> Built:
@@ -203,19 +212,9 @@ def interruption(sid: str, rng: Rng, i: int, echo: EchoPath | None = None) -> Bu
     x = speak(text, voice, wpm)
     off = 600 + 900 * float(rng.random())
     what = " with echo" if echo else ""
+    about = f"the user interrupts {off:.0f} ms into the agent's answer{what}; the agent should stop and answer"
     return _during(
-        sid,
-        "interruption",
-        rng,
-        i,
-        x,
-        text,
-        "interruption",
-        "yield",
-        off,
-        f"the user interrupts {off:.0f} ms into the agent's answer{what}; the agent should stop and answer",
-        echo=echo,
-        speaker=(voice, wpm),
+        sid, "interruption", rng, i, (x, text), "yield", off, about, echo=echo, speaker=(voice, wpm)
     )
 
 
@@ -223,19 +222,9 @@ def noise_idle(sid: str, rng: Rng, i: int) -> Built:
     kind = ["pink", "brown", "hum", "white", "hiss"][i % 5]
     dur = 2.0 + float(rng.random())
     lvl = -30.0 + 6.0 * float(rng.random())
-    t = Track()
-    t.silence(0.8)
-    s, e = t.add(noise(kind, dur, lvl), f"[{kind} noise]", "noise")
-    sc = Scenario(
-        sid,
-        "noise",
-        Path(f"{sid}.wav"),
-        tuple(t.segments),
-        (Expectation("no_take", onset_ms=s, end_ms=e),),
-        description=f"{dur:.1f} s of {kind} noise at {lvl:.0f} dBFS and no speech; the agent should stay quiet",
-        meta={"noise": kind, "level_db": lvl},
-    )
-    return Built(sc, {f"{sid}.wav": t.render(1.5)})
+    about = f"{dur:.1f} s of {kind} noise at {lvl:.0f} dBFS and no speech; the agent should stay quiet"
+    meta = {"noise": kind, "level_db": lvl}
+    return _alone(sid, "noise", (noise(kind, dur, lvl), f"[{kind} noise]", "noise"), about, meta)
 
 
 def noise_during(sid: str, rng: Rng, i: int) -> Built:
@@ -243,37 +232,17 @@ def noise_during(sid: str, rng: Rng, i: int) -> Built:
     dur = 1.0 + float(rng.random())
     x = noise(kind, dur, -30.0)
     off = 500 + 800 * float(rng.random())
-    return _during(
-        sid,
-        "noise",
-        rng,
-        i,
-        x,
-        f"[{kind} noise]",
-        "noise",
-        "ignore",
-        off,
-        f"{dur:.1f} s of {kind} noise {off:.0f} ms into the agent's answer; the agent should go on",
-    )
+    about = f"{dur:.1f} s of {kind} noise {off:.0f} ms into the agent's answer; the agent should go on"
+    return _during(sid, "noise", rng, i, (x, f"[{kind} noise]"), "ignore", off, about)
 
 
 def background_idle(sid: str, rng: Rng, i: int) -> Built:
     voice, wpm = _voice(rng)
     text = BACKGROUND_TALK[i % len(BACKGROUND_TALK)]
     x = reverb(speak(text, voice, wpm, level_db=-22.0), 70, 100)
-    t = Track()
-    t.silence(0.8)
-    s, e = t.add(x, text, "background")
-    sc = Scenario(
-        sid,
-        "background_speech",
-        Path(f"{sid}.wav"),
-        tuple(t.segments),
-        (Expectation("no_take", onset_ms=s, end_ms=e, text=text),),
-        description="distant speech not addressed to the agent (-22 dB, reverberant); the agent should stay quiet",
-        meta={"voice": voice, "wpm": wpm},
-    )
-    return Built(sc, {f"{sid}.wav": t.render(1.5)})
+    about = "distant speech not addressed to the agent (-22 dB, reverberant); the agent should stay quiet"
+    meta = {"voice": voice, "wpm": wpm}
+    return _alone(sid, "background_speech", (x, text, "background"), about, meta, expect_text=text)
 
 
 def background_during(sid: str, rng: Rng, i: int) -> Built:
@@ -281,18 +250,8 @@ def background_during(sid: str, rng: Rng, i: int) -> Built:
     text = BACKGROUND_TALK[(i + 3) % len(BACKGROUND_TALK)]
     x = reverb(speak(text, voice, wpm, level_db=-22.0), 70, 100)
     off = 400 + 800 * float(rng.random())
-    return _during(
-        sid,
-        "background_speech",
-        rng,
-        i,
-        x,
-        text,
-        "background_speech",
-        "ignore",
-        off,
-        f"distant background talk {off:.0f} ms into the agent's answer; the agent should go on",
-    )
+    about = f"distant background talk {off:.0f} ms into the agent's answer; the agent should go on"
+    return _during(sid, "background_speech", rng, i, (x, text), "ignore", off, about)
 
 
 def _echo_path(rng: Rng, with_reverb: bool) -> EchoPath:
@@ -367,8 +326,7 @@ def make_scenarios(
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     require_sox()
-    written: list[Scenario] = []
-    hashes: dict[str, str] = {}
+    writer = ScenarioWriter(out)
     n = 0
     for prefix, build, count, ci in PLAN:
         for i in range(count):
@@ -376,24 +334,8 @@ def make_scenarios(
             if only and prefix not in only:
                 continue
             rng = np.random.default_rng([seed, n])
-            sid = f"{prefix}-{i + 1:02d}"
-            built = build(sid, rng, i)
-            tags = ("ci",) if i < ci else ()
-            sc = dataclasses.replace(
-                built.scenario, audio=out / built.scenario.audio.name, tags=tags
-            )
-            for name, audio in built.wavs.items():
-                sf.write(str(out / name), np.clip(audio, -1, 1), SR, subtype="PCM_16")
-                hashes[name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
-            write_scenario(sc, out)
-            written.append(sc)
-    manifest = {
-        "generator": "duplex.eval.generate",
-        "version": GENERATOR_VERSION,
-        "seed": seed,
-        "scenarios": [s.id for s in written],
-        "ci_subset": [s.id for s in written if "ci" in s.tags],
-        "sha256": hashes,
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return written
+            built = build(f"{prefix}-{i + 1:02d}", rng, i)
+            writer.write(built, ("ci",) if i < ci else ())
+    return writer.finish(
+        "duplex.eval.generate", GENERATOR_VERSION, seed, {"ci_subset": "ci"}
+    )

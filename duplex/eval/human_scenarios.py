@@ -25,18 +25,16 @@ the family, split, clip ids, speakers and licences.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from duplex.audio.level import speech_span_ms
 from duplex.eval.generate import SR, Built, Rng, Track, reverb
 from duplex.eval.human_speech import HumanClip, human_clips
-from duplex.eval.scenarios import Expectation, Insert, Scenario, write_scenario
+from duplex.eval.scenarios import Expectation, Insert, Scenario
+from duplex.eval.track import ScenarioWriter
 
 HUMAN_VERSION = 1
 SPEECH_RMS_DB = -20.0  # every user utterance is levelled to this active-speech RMS
@@ -299,32 +297,15 @@ def make_human_scenarios(
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     split = {False: pools(False), True: pools(True)}
-    written: list[Scenario] = []
-    hashes: dict[str, str] = {}
+    writer = ScenarioWriter(out)
     for n, (family, build, count) in enumerate(HUMAN_PLAN):
         if only and family not in only:
             continue
         for i in range(count):
             rng = np.random.default_rng([seed, 1000 + n, i])
             p = split[i % 4 == 3]
-            sid = f"human-{family}-{i + 1:02d}"
-            built = build(sid, rng, i, p)
-            tags = ("human", f"family:{family}", p.split)
-            sc = dataclasses.replace(
-                built.scenario, audio=out / built.scenario.audio.name, tags=tags
-            )
-            for name, audio in built.wavs.items():
-                sf.write(str(out / name), np.clip(audio, -1, 1), SR, subtype="PCM_16")
-                hashes[name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
-            write_scenario(sc, out)
-            written.append(sc)
-    manifest = {
-        "generator": "duplex.eval.human_scenarios",
-        "version": HUMAN_VERSION,
-        "seed": seed,
-        "scenarios": [s.id for s in written],
-        "heldout": [s.id for s in written if "heldout" in s.tags],
-        "sha256": hashes,
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return written
+            built = build(f"human-{family}-{i + 1:02d}", rng, i, p)
+            writer.write(built, ("human", f"family:{family}", p.split))
+    return writer.finish(
+        "duplex.eval.human_scenarios", HUMAN_VERSION, seed, {"heldout": "heldout"}
+    )

@@ -17,6 +17,7 @@ Cancelling a job closes its generator: no further step is computed.
 
 from __future__ import annotations
 
+import abc
 import collections
 import logging
 import os
@@ -61,7 +62,28 @@ class CpuShare:
         return end
 
 
-class InlineLane:
+class _Submits(abc.ABC):
+    """What both lanes share: a submitted job is built one way, then queued their way."""
+
+    def submit(
+        self,
+        name: str,
+        factory: JobFactory,
+        submitted_ms: float,
+        may_step: Callable[[], bool] | None = None,
+    ) -> Job:
+        """Queue a job made by ``factory``, submitted at ``submitted_ms``; ``may_step``
+        (default: always) holds it back while False."""
+        job = Job(name, factory, submitted_ms, may_step or (lambda: True))
+        self._enqueue(job)
+        return job
+
+    @abc.abstractmethod
+    def _enqueue(self, job: Job) -> None:
+        """Queue ``job`` behind the lane's other jobs."""
+
+
+class InlineLane(_Submits):
     """Offline lane: steps jobs lazily, charging measured compute to its own timeline."""
 
     def __init__(self, name: str, cpu: CpuShare | None = None) -> None:
@@ -71,16 +93,8 @@ class InlineLane:
         self._pending: list[LaneResult] = []
         self.cursor_ms = 0.0
 
-    def submit(
-        self,
-        name: str,
-        factory: JobFactory,
-        submitted_ms: float,
-        may_step: Callable[[], bool] | None = None,
-    ) -> Job:
-        job = Job(name, factory, submitted_ms, may_step or (lambda: True))
+    def _enqueue(self, job: Job) -> None:
         self._queue.append(job)
-        return job
 
     def cancel(self, job: Job) -> None:
         job.cancelled = True
@@ -145,7 +159,7 @@ def _lower_thread_priority() -> None:
         log.debug("could not lower lane priority: %s", exc)
 
 
-class ThreadLane:
+class ThreadLane(_Submits):
     """Real-time lane: a worker thread steps jobs as fast as they compute."""
 
     def __init__(
@@ -168,18 +182,10 @@ class ThreadLane:
         self._thread = threading.Thread(target=self._run, name=f"lane-{name}", daemon=True)
         self._thread.start()
 
-    def submit(
-        self,
-        name: str,
-        factory: JobFactory,
-        submitted_ms: float,
-        may_step: Callable[[], bool] | None = None,
-    ) -> Job:
-        job = Job(name, factory, submitted_ms, may_step or (lambda: True))
+    def _enqueue(self, job: Job) -> None:
         with self._cv:
             self._queue.append(job)
             self._cv.notify()
-        return job
 
     def cancel(self, job: Job) -> None:
         with self._cv:
