@@ -4,7 +4,7 @@ Scenarios tagged ``family:NAME`` (the human-speech families of
 ``duplex/eval/human_scenarios.py``) are summed per family and per split
 (``tuning`` / ``heldout`` tags), from the rows of ``results.json`` and each
 scenario's ``events.jsonl``. The figures reuse the verdicts of
-``duplex/eval/metrics.py``: take-over in a pause or gap is the TOR of the
+``duplex/eval/metrics/``: take-over in a pause or gap is the TOR of the
 ``no_take`` expectations, the turn after the user is the TOR of ``take_turn``,
 stop latency and stop rate come from ``yield``.
 
