@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -186,7 +186,7 @@ class Tape:
 
 
 @contextlib.contextmanager
-def _bench_session(config: Any, clock: str) -> Iterator[Session]:
+def _bench_session(config: Any, clock: Literal["realtime", "offline"]) -> Iterator[Session]:
     """A session ``bench-<clock>`` on a runtime of its own, closed on the way out."""
     rt = Runtime(config, clock=clock)
     try:
