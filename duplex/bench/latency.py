@@ -133,24 +133,32 @@ def _collect(
     return out
 
 
-def _hear(
-    new: list[Event] | tuple[Event, ...],
-    user: WaitingUser | FixedTimelineUser,
-    events: list[Any],
-    onsets: AudibleOnsets,
-    tape: Tape | None = None,
-) -> None:
-    """Hand the session's new events to the user (who waits on the agent's audio), find
-    each response's first audible sample in the played frames, and keep all events but
-    the audio itself."""
-    for e in new:
-        user.observe(e)
-        if isinstance(e, AgentAudio):
-            onsets.feed(e.response_id, e.t_ms, e.samples)
-            if tape is not None:
-                tape.agent(e.t_ms, e.samples)
-        else:
-            events.append(e)
+class _Listener:
+    """The bench's side of a run: hands the session's new events to the user (who waits
+    on the agent's audio), finds each response's first audible sample in the played
+    frames, and keeps all events but the audio itself."""
+
+    def __init__(
+        self, user: WaitingUser | FixedTimelineUser, output_rate: int, tape: Tape | None
+    ) -> None:
+        self.user = user
+        self.tape = tape
+        self.events: list[Any] = []
+        self.onsets = AudibleOnsets(output_rate)
+
+    def hear(self, new: list[Event] | tuple[Event, ...]) -> None:
+        for e in new:
+            self.user.observe(e)
+            if isinstance(e, AgentAudio):
+                self.onsets.feed(e.response_id, e.t_ms, e.samples)
+                if self.tape is not None:
+                    self.tape.agent(e.t_ms, e.samples)
+            else:
+                self.events.append(e)
+
+    def collect(self, filled: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+        """The bench's figures (``_collect``)."""
+        return _collect(self.events, self.onsets, self.user, filled)
 
 
 class Tape:
@@ -199,24 +207,22 @@ def run_offline(
     config: Any, user: WaitingUser | FixedTimelineUser, tape: Tape | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     with _bench_session(config, "offline") as s:
-        events: list[Any] = []
-        onsets = AudibleOnsets(config.audio.output_sample_rate)
+        listener = _Listener(user, config.audio.output_sample_rate, tape)
 
         def on_tick(tick: Tick) -> None:
             if tape is not None:
                 tape.user(tick.input)
-            _hear(tick.events, user, events, onsets, tape)
+            listener.hear(tick.events)
 
         drive(s, UserFrames(user, s.frame_samples), NO_TAIL, on_tick)
-        return _collect(events, onsets, user), s.metrics.summary()
+        return listener.collect(), s.metrics.summary()
 
 
 def run_realtime(
     config: Any, user: WaitingUser | FixedTimelineUser, tape: Tape | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     with _bench_session(config, "realtime") as s:
-        events: list[Any] = []
-        onsets = AudibleOnsets(config.audio.output_sample_rate)
+        listener = _Listener(user, config.audio.output_sample_rate, tape)
         n = s.frame_samples
         rate = config.audio.input_sample_rate
         t0 = time.monotonic()
@@ -237,12 +243,12 @@ def run_realtime(
                 tape.user(frame)
             s.push_audio(frame)
             sent += n
-            _hear(s.take_events(), user, events, onsets, tape)
+            listener.hear(s.take_events())
             due = t0 + sent / rate
             time.sleep(max(0.0, due - time.monotonic()))
         time.sleep(0.3)
-        _hear(s.take_events(), user, events, onsets, tape)
-        return _collect(events, onsets, user, filled), s.metrics.summary()
+        listener.hear(s.take_events())
+        return listener.collect(filled), s.metrics.summary()
 
 
 def _p50_p95(values: list[float]) -> str:

@@ -338,9 +338,18 @@ class Session:
             log(event)
         self.channel.put(event)
 
-    def take_events(self) -> list[Event]:
+    def take_events(self, wait_s: float = 0.0) -> list[Event]:
         """The events emitted and not yet taken, oldest first (an owner that reads them
-        between ticks, such as the offline driver, instead of ``events()``)."""
+        between ticks, such as the offline driver, instead of ``events()``).
+
+        Args:
+            wait_s: with none queued, wait up to this long for the first (a reader on a
+                thread of its own, such as the microphone's); 0: return at once.
+        """
+        if wait_s > 0:
+            first = self.channel.get(timeout=wait_s)
+            if first is not None:
+                return [first, *self.channel.drain()]
         return self.channel.drain()
 
     def error(self, message: str, code: str = "error") -> None:

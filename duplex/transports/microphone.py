@@ -173,19 +173,21 @@ def talk(
 
     def consume() -> None:
         while True:
-            e = session.channel.get(timeout=0.1)
-            if e is None:
-                if stop.is_set() or session.channel.closed:
-                    return  # closed and every event taken (the last ones are saved too)
-                continue
-            if isinstance(e, AgentAudio):
-                fifo.push(to_device.process(e.samples))
-                continue
-            if (isinstance(e, BargeIn) and e.phase == "confirmed") or (isinstance(e, AgentAudioDone) and e.interrupted):
-                fifo.flush()
-            if e.type not in AUDIO_EVENT_TYPES:
-                events_log.append(e.to_dict())
-            view.show(e)
+            closed = stop.is_set()  # set once the session is closed: its last events are queued
+            new = session.take_events(wait_s=0.1)
+            if closed and not new:
+                return  # every event taken (the last ones are saved too)
+            if session.closed and not new:
+                stop.wait(0.1)  # closed from elsewhere: the wait above returns at once; don't spin
+            for e in new:
+                if isinstance(e, AgentAudio):
+                    fifo.push(to_device.process(e.samples))
+                    continue
+                if (isinstance(e, BargeIn) and e.phase == "confirmed") or (isinstance(e, AgentAudioDone) and e.interrupted):
+                    fifo.flush()
+                if e.type not in AUDIO_EVENT_TYPES:
+                    events_log.append(e.to_dict())
+                view.show(e)
 
     consumer = threading.Thread(target=consume, name="talk-events", daemon=True)
     consumer.start()
