@@ -53,11 +53,12 @@ SKIP = re.compile(r"^(silence|letters|phonetic|dictate|followme)/|\[|\(|www|\*|#
 
 def entries(txt: Path) -> dict[str, str]:
     out = {}
-    for line in gzip.open(txt, "rt", encoding="utf-8", errors="replace"):
-        if line.startswith(";") or ": " not in line:
-            continue
-        name, text = line.split(": ", 1)
-        out[name.strip()] = " ".join(text.split())
+    with gzip.open(txt, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith(";") or ": " not in line:
+                continue
+            name, text = line.split(": ", 1)
+            out[name.strip()] = " ".join(text.split())
     return out
 
 

@@ -31,15 +31,16 @@ from pathlib import Path
 import numpy as np
 
 from duplex.audio.level import speech_span_ms
-from duplex.eval.generate import SR, Built, Rng, Track, reverb
 from duplex.eval.human_speech import HumanClip, human_clips
 from duplex.eval.scenarios import Expectation, Insert, Scenario
-from duplex.eval.track import ScenarioWriter
+from duplex.eval.synthesis import SR, reverb
+from duplex.eval.track import Built, ScenarioWriter, Track
 
 HUMAN_VERSION = 1
 SPEECH_RMS_DB = -20.0  # every user utterance is levelled to this active-speech RMS
 QUIET_DB = -10.0  # a quiet interruption, against the user's first turn
 
+Rng = np.random.Generator
 Family = Callable[[str, Rng, int, "Pools"], Built]
 
 
