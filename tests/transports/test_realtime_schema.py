@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import websockets
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from duplex.config import config_from_dict
@@ -185,8 +185,18 @@ def test_fuzz_the_connection_never_fails_on_what_the_parser_lets_through(runtime
     loop = asyncio.new_event_loop()
     seen: set[str] = set()
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    # derandomize: the same 300 messages every run, so the coverage check below cannot
+    # pass or fail by the draw (it failed about one run in three with a random seed). A
+    # response stays active (nothing ticks the session here), so only the first valid
+    # response.create can be created: it is given as an example, the fuzz comes after it.
+    @settings(
+        max_examples=300,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     @given(messages)
+    @example('{"type": "response.create"}')
     def check(message: str) -> None:
         ws.sent.clear()
         loop.run_until_complete(conn.on_message(session, message))
