@@ -41,6 +41,8 @@ class ListenSignals:
         events: events the listen phase produced (transcripts), emitted before the tick's decisions.
         echo_explained: the frame's energy is explained by the agent's own residual echo
             (set by the runtime's echo guard, not by the model).
+        echo_residual_db: the residual echo the runtime's echo guard expects in this
+            frame after cancellation, dBFS (-120: none, or no guard).
     """
 
     vad_prob: float
@@ -53,6 +55,7 @@ class ListenSignals:
     eot_score: float | None = None
     events: tuple[Event, ...] = ()
     echo_explained: bool = False
+    echo_residual_db: float = -120.0
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ turn-taker does that); this judge then decides, frame by frame:
 - otherwise a *false alarm* (a backchannel, a cough, noise): the output resumes
   where it paused, after ``resume_after_ms``.
 
+Softer speech than the user's own level may pause the output (``speech.UserLevel``),
+but only a burst that reaches the user's level at least once is confirmed as an
+interruption: distant talk that never does resumes the output, and is reported as
+background so that talk at its level no longer pauses the agent.
+
 All thresholds are the ``[barge_in]`` section's.
 """
 
@@ -42,6 +47,8 @@ class Burst:
     requested_end_ms: float = -1.0  # end of the span sent for transcription
     asked_ms: float = 0.0
     resume_at_ms: float | None = None
+    at_level: bool = False  # a voiced frame reached the user's own level
+    peak_db: float = -120.0  # the loudest voiced frame
 
 
 class Verdict(StrEnum):
@@ -62,11 +69,14 @@ class Judgement:
         transcribe: the burst's transcript to ask for, if it is asked now.
         backchannel: the user's acknowledgement ("mhm") heard in the burst, to
             report; the output resumes after it.
+        background_db: words that never reached the user's level (background talk),
+            at this loudest level; the output resumes after them.
     """
 
     verdict: Verdict
     transcribe: Transcribe | None = None
     backchannel: str | None = None
+    background_db: float | None = None
 
 
 class BargeInJudge:
@@ -82,16 +92,26 @@ class BargeInJudge:
         self.frame_ms = frame_ms
         self.burst: Burst | None = None
 
-    def begin(self, speech: SpeechFrame) -> None:
-        """User speech started while the agent speaks: a burst to judge."""
-        self.burst = Burst(start_ms=speech.onset_ms, voiced_ms=speech.voiced_ms)
+    def begin(self, speech: SpeechFrame, energy_db: float, at_level: bool) -> None:
+        """User speech started while the agent speaks: a burst to judge.
+
+        Args:
+            speech: the frame that started it.
+            energy_db: that frame's level.
+            at_level: that frame reached the user's own level.
+        """
+        self.burst = Burst(
+            start_ms=speech.onset_ms, voiced_ms=speech.voiced_ms, at_level=at_level, peak_db=energy_db
+        )
 
     def end(self) -> Burst | None:
         """Forget the burst (judged, or the response ended); returns it."""
         burst, self.burst = self.burst, None
         return burst
 
-    def judge(self, t_ms: float, speech: SpeechFrame, signals: ListenSignals, agent: AgentStatus) -> Judgement:
+    def judge(
+        self, t_ms: float, speech: SpeechFrame, signals: ListenSignals, agent: AgentStatus, at_level: bool = True
+    ) -> Judgement:
         """One frame of the burst.
 
         Args:
@@ -99,18 +119,22 @@ class BargeInJudge:
             speech: the speech detector's view of the frame.
             signals: what the model heard (partial and final transcripts).
             agent: the output side (its recent words: its echo).
+            at_level: the frame reaches the user's own level (``UserLevel.reaches``).
         """
         b, cfg = self.burst, self.cfg
         assert b is not None, "judge() without a burst: call begin() first"
         if speech.voiced:
             b.voiced_ms += self.frame_ms
+            b.at_level = b.at_level or at_level
+            b.peak_db = max(b.peak_db, signals.energy_db)
         said = words_of(" ".join(agent.recent_words))
         partial_words = [
             w
             for w in words_of(signals.partial_text or "")
             if not is_backchannel(w, cfg.backchannel_words) and not said_by_agent(w, said)
         ]
-        if b.voiced_ms >= cfg.confirm_speech_ms or len(partial_words) >= cfg.confirm_words:
+        long_or_wordy = b.voiced_ms >= cfg.confirm_speech_ms or len(partial_words) >= cfg.confirm_words
+        if b.at_level and long_or_wordy:
             return Judgement(Verdict.INTERRUPTION)
         if speech.active:
             # Still talking (or talking again): any verdict on an earlier part is moot.
@@ -121,6 +145,7 @@ class BargeInJudge:
             return Judgement(Verdict.UNDECIDED)  # a short gap inside the burst: wait for it to end
         transcribe = None
         backchannel = None
+        background = None
         if b.requested_end_ms < 0:
             b.requested_end_ms = speech.last_voice_ms
             b.asked_ms = t_ms
@@ -137,7 +162,9 @@ class BargeInJudge:
             user_sound = bool(text) and b.voiced_ms >= cfg.min_backchannel_ms and not own
             is_ack = is_backchannel(text, cfg.backchannel_words)
             if user_sound and not (is_ack or too_many or unsure):
-                return Judgement(Verdict.INTERRUPTION, transcribe)  # real words: "wait", "stop it"
+                if b.at_level:
+                    return Judgement(Verdict.INTERRUPTION, transcribe)  # real words: "wait", "stop it"
+                background = b.peak_db  # words that never reached the user's level: someone else
             if user_sound and (is_ack or unsure):  # "mhm", or a hum heard as a word
                 backchannel = text
             # A backchannel, a cough or noise: resume after a short hold.
@@ -145,5 +172,5 @@ class BargeInJudge:
         if b.resume_at_ms is None and t_ms - b.asked_ms >= 3 * cfg.resume_after_ms:
             b.resume_at_ms = t_ms  # no transcript came in time: treat it as noise
         if b.resume_at_ms is not None and t_ms + self.frame_ms >= b.resume_at_ms:
-            return Judgement(Verdict.FALSE_ALARM, transcribe, backchannel)
-        return Judgement(Verdict.UNDECIDED, transcribe, backchannel)
+            return Judgement(Verdict.FALSE_ALARM, transcribe, backchannel, background)
+        return Judgement(Verdict.UNDECIDED, transcribe, backchannel, background)

@@ -8,6 +8,12 @@ unvoiced frames. A higher threshold starts speech than keeps it (hysteresis).
 Speech only *starts* once it reaches the user's own level, learned from their
 turns: far quieter talk is background (a television, a colleague). The soft
 first syllables before the loud frame still belong to the stretch.
+
+While the agent speaks, a level learned once is not enough: a user who
+interrupts more softly than they first spoke is still the user. There the
+user's level is demanded only when something else explains the sound: talk
+heard recently at that level that turned out to be background, or the agent's
+own echo as loud as the frame (``UserLevel.may_start``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from duplex.config import TurnConfig
 # A stretch reaching the user's level starts at most this long before its first loud
 # frame: time for a soft "what is" or "can you", not for a background talker's phrase.
 SOFT_ONSET_MS = 500.0
+
+# Background talk heard this recently still explains quiet speech at its level; older
+# than this, the room may have changed (the television is off).
+BACKGROUND_MEMORY_MS = 60_000.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,7 @@ class UserLevel:
         self.margin_db = margin_db
         self.level_db: float | None = None  # typical level of this user's speech (dBFS)
         self._voiced_db: list[float] = []  # levels of the current turn's voiced frames
+        self._background: list[tuple[float, float]] = []  # (t_ms, level dBFS) of talk judged background
 
     def background_floor_db(self) -> float | None:
         """Speech quieter than this (dBFS) is background talk; None until the user has spoken."""
@@ -143,6 +154,36 @@ class UserLevel:
         """A frame at ``energy_db`` may start the user's speech (it is not background)."""
         floor = self.background_floor_db()
         return floor is None or energy_db >= floor
+
+    def may_start(self, t_ms: float, energy_db: float, echo_residual_db: float) -> bool:
+        """A frame at ``energy_db`` may start speech while the agent speaks.
+
+        At the user's level it always may. Below it, it may unless something else
+        explains it: background talk judged so within ``BACKGROUND_MEMORY_MS`` at a level
+        within ``margin_db`` below this frame or louder, or the agent's residual echo
+        (``echo_residual_db``, what the echo guard expects after cancellation) within
+        ``margin_db`` of it. Far below the user (twice the margin) it never may.
+
+        Args:
+            t_ms: stream time of the frame.
+            energy_db: the echo-cancelled frame's level.
+            echo_residual_db: the residual echo expected in this frame (-120: none).
+        """
+        if self.reaches(energy_db):
+            return True
+        assert self.level_db is not None  # reaches() is True until a level is learned
+        if energy_db < self.level_db - 2 * self.margin_db:
+            return False
+        if echo_residual_db >= energy_db - self.margin_db:
+            return False  # the agent's own echo could be this loud
+        return not any(
+            t_ms - t < BACKGROUND_MEMORY_MS and db >= energy_db - self.margin_db for t, db in self._background
+        )
+
+    def heard_background(self, t_ms: float, level_db: float) -> None:
+        """Talk at ``level_db`` (its loudest frame) turned out not to be the user."""
+        self._background = [(t, db) for t, db in self._background if t_ms - t < BACKGROUND_MEMORY_MS][-7:]
+        self._background.append((t_ms, level_db))
 
     def hear(self, energy_db: float) -> None:
         """A voiced frame of the user's turn, at ``energy_db``."""

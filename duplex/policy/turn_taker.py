@@ -199,8 +199,16 @@ class TurnTaker:
             prob = 0.0  # the agent hearing its own residual echo, not the user
         # Speech only *starts* once it reaches this user's level: far quieter talk is
         # background. Its soft first syllables still belong to it (see SpeechDetector).
-        heard = self.speech.update(t_ms, prob, onset, self.levels.reaches(signals.energy_db))
-        if heard.voiced:
+        # While the agent speaks, softer speech may start too when nothing else (echo,
+        # talk heard before) explains it: a soft interruption pauses the output at once.
+        at_level = self.levels.reaches(signals.energy_db)
+        may_start = at_level
+        if self.state in _AGENT_OUT:
+            may_start = self.levels.may_start(t_ms, signals.energy_db, signals.echo_residual_db)
+        heard = self.speech.update(t_ms, prob, onset, may_start)
+        if heard.voiced and (at_level or self.state not in _AGENT_OUT):
+            # Over the agent, only the user's own level teaches it: a soft burst may be
+            # someone else's talk.
             self.levels.hear(signals.energy_db)
 
         if heard.started:
@@ -224,7 +232,7 @@ class TurnTaker:
                 self._set_state(ConvState.LISTENING, t_ms, "user continued", events)
         elif self.state == ConvState.SPEAKING:
             if heard.started and self.barge.enabled and self.auto_turns:
-                self.barge_in.begin(heard)
+                self.barge_in.begin(heard, signals.energy_db, at_level)
                 actions.append(PauseOutput())
                 events.append(BargeIn(t_ms, "pause", agent.response_id))
                 self._set_state(ConvState.PAUSED, t_ms, "user speech", events)
@@ -298,9 +306,11 @@ class TurnTaker:
         actions: list[Action],
         events: list[Event],
     ) -> None:
-        judged = self.barge_in.judge(t_ms, heard, signals, agent)
+        judged = self.barge_in.judge(t_ms, heard, signals, agent, self.levels.reaches(signals.energy_db))
         if judged.transcribe is not None:
             actions.append(judged.transcribe)
+        if judged.background_db is not None:
+            self.levels.heard_background(t_ms, judged.background_db)
         if judged.backchannel is not None:
             events.append(UserBackchannel(t_ms, judged.backchannel))
         if judged.verdict == Verdict.INTERRUPTION:

@@ -189,8 +189,10 @@ class Session:
         clean = self.echo.process(frame, self._played)
         explained = self.echo_guard.explained(clean, self._played, frame) if self.echo_guard else False
         signals = self.model.listen(clean, t_ms)
-        if explained:
-            signals = dataclasses.replace(signals, echo_explained=True)
+        if self.echo_guard is not None:
+            signals = dataclasses.replace(
+                signals, echo_explained=explained, echo_residual_db=self.echo_guard.expected_db
+            )
         t1 = time.perf_counter()
         agent = dataclasses.replace(self.model.status(), finished=self._agent_finished)
         actions, decided = self.turn_taker.update(t_ms, signals, agent)
