@@ -12,7 +12,11 @@ draft is discarded.
   preposition, an article or a filler ("and um") sounds cut off;
 - ``blend_end_of_turn``: the learned model's score blended with it;
 - ``fuse_end_of_turn``: that fused with an acoustic score of the pause (off by default);
-- ``pause_needed_ms``: the silence to wait for, from the score;
+- ``TurnContext``: what the conversation says beyond the sentence: does the
+  turn ask the agent something, is the user narrating (they went on after a
+  pause that sounded finished), does it end in a number that may go on in
+  groups;
+- ``pause_needed_ms``: the silence to wait for, from the score and the context;
 - ``UserTurn``: the user's turn being built, and its transcript request;
 - ``Endpointing``: the ``[turn]`` thresholds that the turn-taker asks.
 
@@ -35,6 +39,21 @@ _CONTINUATION = frozenset(
 )
 
 _WORD = re.compile(r"[a-z']+")
+
+# Words that make an utterance ask the agent for something: an interrogative (also
+# embedded: "I wonder why ..."), a request's object ("tell me"), a modal opening
+# ("can you").
+_ASKING = frozenset(
+    ["what", "who", "whom", "whose", "how", "why", "where", "which", "whether", "me", "us"]
+)
+_ASKING_OPENINGS = frozenset(
+    ["can", "could", "would", "will", "do", "does", "did", "is", "are", "was", "were", "should", "shall", "may", "have", "has", "tell", "give", "show", "explain", "describe", "suggest", "recommend", "help", "let", "find", "play", "read", "remind", "set", "call", "send", "list", "name", "define", "translate", "hey", "hi", "hello"]
+)
+_ASKING_PHRASES = ("i need", "i want", "i'd like", "i would like", "i wonder", "i was wondering", "i'm looking for", "if you")
+_NUMBER_WORDS = frozenset(
+    ["zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "hundred", "thousand", "double", "triple"]
+)
+_ENDS_IN_DIGITS = re.compile(r"\d[\s\d,.\-]*$")
 
 
 def end_of_turn_score(text: str) -> float:
@@ -79,7 +98,61 @@ def fuse_end_of_turn(score: float, acoustic: float | None, weight: float) -> flo
     return (1.0 - weight) * score + weight * acoustic
 
 
-def pause_needed_ms(score: float | None, cfg: TurnConfig) -> float:
+def asks_agent(text: str) -> bool:
+    """The words ask the agent for something: a question, a request ("tell me ...",
+    "I need ...", "can you ..."), rather than tell it something (a statement, one
+    sentence of a story)."""
+    stripped = text.strip()
+    if stripped.endswith("?"):
+        return True
+    lowered = stripped.lower()
+    words = _WORD.findall(lowered)
+    if not words:
+        return False
+    if words[0] in _ASKING_OPENINGS or any(w in _ASKING for w in words):
+        return True
+    return any(p in lowered for p in _ASKING_PHRASES)
+
+
+def ends_in_number(text: str) -> bool:
+    """The words end in a number (digits or number words): one group of a phone number,
+    a code or a list, which people read out in groups with pauses between them."""
+    stripped = text.strip().rstrip(".!")
+    if _ENDS_IN_DIGITS.search(stripped):
+        return True
+    words = _WORD.findall(stripped.lower())
+    return bool(words) and words[-1] in _NUMBER_WORDS
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What the conversation says about a pause, beyond how finished the sentence sounds.
+
+    Attributes:
+        asks: the words ask the agent something (``asks_agent``): answer a finished one
+            at the pause its score allows.
+        narrating: the user already went on after a pause that sounded finished in
+            this turn: they are telling something, and a finished sentence is not the end.
+        open_number: the words end in a number that may go on in groups.
+    """
+
+    asks: bool = True
+    narrating: bool = False
+    open_number: bool = False
+
+    @classmethod
+    def of(cls, text: str, narrating: bool = False) -> TurnContext:
+        """The context of a turn whose transcript so far is ``text``."""
+        return cls(asks=asks_agent(text), narrating=narrating, open_number=ends_in_number(text))
+
+    @property
+    def may_go_on(self) -> bool:
+        """A finished sentence here is often followed by more after a pause (a story, a
+        statement the user goes on from, the next group of digits)."""
+        return self.narrating or self.open_number or not self.asks
+
+
+def pause_needed_ms(score: float | None, cfg: TurnConfig, context: TurnContext | None = None) -> float:
     """The silence the turn-taker waits for before answering a turn that scored ``score``.
 
     None (no transcript scored yet) waits ``end_silence_ms``. Otherwise the pause
@@ -87,14 +160,22 @@ def pause_needed_ms(score: float | None, cfg: TurnConfig) -> float:
     ``eot_midpoint``: a logistic, not a line, so a finished question the small EOU
     model is only moderately sure of (0.6-0.8; questions can always go on) does not
     wait a second, while fragments (below ~0.3) keep nearly the whole pause.
+
+    Where the ``context`` says the user may go on (a statement rather than a question
+    or request, a story under way, a number read in groups), the pause is at least
+    ``hold_pause_ms``: longer than people pause between sentences or groups.
     """
     if score is None:
         return float(cfg.end_silence_ms)
     lo, hi = cfg.min_end_silence_ms, cfg.max_end_silence_ms
     if cfg.eot_width <= 0:
-        return float(lo if score >= cfg.eot_midpoint else hi)
-    unsure = 1.0 / (1.0 + math.exp((score - cfg.eot_midpoint) / cfg.eot_width))
-    return lo + unsure * (hi - lo)
+        needed = float(lo if score >= cfg.eot_midpoint else hi)
+    else:
+        unsure = 1.0 / (1.0 + math.exp((score - cfg.eot_midpoint) / cfg.eot_width))
+        needed = lo + unsure * (hi - lo)
+    if context is not None and context.may_go_on:
+        needed = max(needed, float(cfg.hold_pause_ms))
+    return needed
 
 
 @dataclass
@@ -107,6 +188,8 @@ class UserTurn:
     requested_end_ms: float = -1.0  # end of the span last sent for transcription (-1: none)
     final_text: str | None = None
     eot_score: float | None = None
+    context: TurnContext | None = None  # of the final transcript
+    narrating: bool = False  # went on after a pause whose words sounded finished
 
     @property
     def speech_ms(self) -> float:
@@ -123,17 +206,27 @@ class UserTurn:
         self.requested_end_ms = self.speech_end_ms
         return Transcribe(self.start_ms, self.speech_end_ms, draft=True)
 
-    def forget_final(self) -> None:
-        """The user went on: the transcript asked for no longer fits the turn."""
+    def forget_final(self, finished_at: float | None = None) -> None:
+        """The user went on: the transcript asked for no longer fits the turn.
+
+        Args:
+            finished_at: an end-of-turn score from which words count as finished
+                (``eot_midpoint``): if the transcript of the pause scored so, the user
+                is narrating for the rest of this turn. None: do not judge.
+        """
+        if finished_at is not None and self.eot_score is not None and self.eot_score >= finished_at:
+            self.narrating = True
         self.requested_end_ms = -1.0
         self.final_text = None
         self.eot_score = None
+        self.context = None
 
     def hear_final(self, signals: ListenSignals) -> None:
         """Take the final transcript from ``signals`` if it is the one requested, and score it."""
         if signals.final_text is not None and abs(signals.final_end_ms - self.requested_end_ms) < 1e-6:
             self.final_text = signals.final_text
             self.eot_score = blend_end_of_turn(signals.final_text, signals.eot_score)
+            self.context = TurnContext.of(signals.final_text, self.narrating)
 
 
 class Endpointing:
@@ -165,5 +258,6 @@ class Endpointing:
         return turn.speech_ms < self.cfg.min_turn_ms
 
     def turn_over(self, turn: UserTurn, silence_ms: float) -> bool:
-        """The pause is long enough for what the transcript says (``pause_needed_ms``)."""
-        return silence_ms >= pause_needed_ms(turn.eot_score, self.cfg)
+        """The pause is long enough for what the transcript and the turn's context say
+        (``pause_needed_ms``)."""
+        return silence_ms >= pause_needed_ms(turn.eot_score, self.cfg, turn.context)

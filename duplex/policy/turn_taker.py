@@ -175,7 +175,7 @@ class TurnTaker:
     def _withdraw_final(self, actions: list[Action]) -> None:
         """The user went on: the transcript asked for (and its draft) no longer fits."""
         actions.append(DiscardDraft())
-        self._user.forget_final()
+        self._user.forget_final(finished_at=self.turn.eot_midpoint)
 
     # ------------------------------------------------------------------ the tick
     def update(

@@ -75,3 +75,53 @@ def test_a_preempt_shorter_than_the_hangover_transcribes_at_the_first_silent_fra
     assert kinds == ["Transcribe", "DiscardDraft", "Transcribe"]
     last = [a for _, frame in frames for a in frame if isinstance(a, Transcribe)][-1]
     assert last.end_ms == 29 * FRAME_MS
+
+
+def _turn_taken_after_parts(parts: list[tuple[str, int]], eot_score: float) -> float | None:
+    """The user speaks parts of 1 s, each followed by its pause (frames); each part's
+    final transcript (the whole turn so far) comes back 4 frames into its pause with
+    ``eot_score``. Silence (ms) after the last part's speech at which the turn is taken."""
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME_MS)
+    frames: list[str | None] = [None] * 3
+    for text, pause in parts:
+        frames += [text] * 31 + [None] * pause
+    requested = None
+    words_so_far = ""
+    last_voice = 0
+    for i, part in enumerate(frames):
+        if part is not None:
+            words_so_far, last_voice = part, i
+        final = words_so_far if requested is not None and i == requested[1] + 4 else None
+        signals = heard(part is not None, final, requested, eot_score=eot_score)
+        actions, events = tt.update(i * FRAME_MS, signals, AgentStatus())
+        for a in actions:
+            if isinstance(a, Transcribe):
+                requested = (a, i)
+        if any(e.type == "turn.taken" for e in events):
+            return (i + 1 - (last_voice + 1)) * FRAME_MS
+    return None
+
+
+def test_a_finished_statement_waits_longer_than_people_pause_between_sentences():
+    # "All circuits are busy now." tells, it does not ask: a story may go on after ~1 s.
+    taken = _turn_taken_after_parts([("All circuits are busy now.", 80)], 0.9)
+    assert taken is not None and taken >= TurnConfig().hold_pause_ms
+    # A finished request or question is still answered at a short pause.
+    taken = _turn_taken_after_parts([("Tell me a fun fact about octopuses.", 80)], 0.9)
+    assert taken is not None and taken < 500
+
+
+def test_a_number_read_in_groups_waits_for_the_next_group():
+    taken = _turn_taken_after_parts([("Can you call 555", 80)], 0.9)
+    assert taken is None or taken >= TurnConfig().hold_pause_ms
+
+
+def test_after_going_on_from_a_finished_sentence_even_a_question_waits():
+    # The user went on after a sentence that sounded finished, 0.7 s in: they are
+    # narrating, and a question inside the story is not yet the end of the turn.
+    narrated = _turn_taken_after_parts(
+        [("My flight was cancelled.", 22), ("My flight was cancelled. Why does that happen?", 80)], 0.9
+    )
+    assert narrated is not None and narrated >= TurnConfig().hold_pause_ms
+    asked = _turn_taken_after_parts([("Why does that happen?", 80)], 0.9)
+    assert asked is not None and asked < 500
