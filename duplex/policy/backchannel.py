@@ -81,7 +81,9 @@ class AgentBackchannels:
         self.frame_ms = frame_ms
         self._last_ms = -1e9
 
-    def due(self, t_ms: float, turn_ms: float, silence_ms: float, eot_score: float | None) -> bool:
+    def due(
+        self, t_ms: float, turn_ms: float, silence_ms: float, eot_score: float | None, may_go_on: bool = False
+    ) -> bool:
         """True (and remembered for the cool-down) when the agent should say one now.
 
         Args:
@@ -89,6 +91,9 @@ class AgentBackchannels:
             turn_ms: how long the user's turn has run (first onset to last voice).
             silence_ms: the pause so far.
             eot_score: the end-of-turn score of the turn's transcript, if any.
+            may_go_on: the turn's context says a finished sentence is not its end (a
+                story under way, a statement; ``end_of_turn.TurnContext``): the agent
+                waits, and "mhm" says it is listening.
         """
         cfg = self.cfg
         if not cfg.agent_backchannels:
@@ -99,7 +104,7 @@ class AgentBackchannels:
             return False
         if not cfg.backchannel_pause_ms <= silence_ms < cfg.backchannel_pause_ms + self.frame_ms:
             return False
-        if eot_score is not None and eot_score >= 0.5:
+        if eot_score is not None and eot_score >= 0.5 and not may_go_on:
             return False  # it sounds finished: the agent is about to take the turn instead
         self._last_ms = t_ms
         return True

@@ -273,7 +273,8 @@ class TurnTaker:
                 return
             actions.append(u.request_final())
             return
-        if self.auto_turns and self.backchannels.due(t_ms, u.speech_ms, silence, u.eot_score):
+        may_go_on = u.context is not None and u.context.may_go_on
+        if self.auto_turns and self.backchannels.due(t_ms, u.speech_ms, silence, u.eot_score, may_go_on):
             actions.append(Backchannel())
         if u.final_text is None:
             return

@@ -30,3 +30,13 @@ def test_the_agent_acknowledges_a_long_turn_once_at_a_pause_that_does_not_sound_
     assert not bc.due(5000.0 + cfg.backchannel_cooldown_ms - 32.0, long_turn, pause, None)  # cool-down
     assert bc.due(5000.0 + cfg.backchannel_cooldown_ms, long_turn, pause, None)
     assert not AgentBackchannels(TurnConfig(), 32.0).due(5000.0, long_turn, pause, None)  # off by default
+
+
+def test_a_story_sentence_that_sounds_finished_still_gets_a_mhm_while_the_agent_waits():
+    # A finished sentence the context says may go on (a statement in a long turn): the
+    # agent holds its answer, so "mhm" is what a listener says there.
+    cfg = TurnConfig(agent_backchannels=True)
+    pause = float(cfg.backchannel_pause_ms)
+    long_turn = cfg.backchannel_after_ms + 500.0
+    assert not AgentBackchannels(cfg, 32.0).due(5000.0, long_turn, pause, 0.9, may_go_on=False)
+    assert AgentBackchannels(cfg, 32.0).due(5000.0, long_turn, pause, 0.9, may_go_on=True)
