@@ -141,9 +141,12 @@ class TurnContext:
     open_number: bool = False
 
     @classmethod
-    def of(cls, text: str, narrating: bool = False) -> TurnContext:
-        """The context of a turn whose transcript so far is ``text``."""
-        return cls(asks=asks_agent(text), narrating=narrating, open_number=ends_in_number(text))
+    def of(cls, text: str, narrating: bool = False, interrupting: bool = False) -> TurnContext:
+        """The context of a turn whose transcript so far is ``text``; ``interrupting``: the
+        turn cut the agent off, so it is addressed to the agent whatever its form."""
+        return cls(
+            asks=interrupting or asks_agent(text), narrating=narrating, open_number=ends_in_number(text)
+        )
 
     @property
     def may_go_on(self) -> bool:
@@ -190,6 +193,7 @@ class UserTurn:
     eot_score: float | None = None
     context: TurnContext | None = None  # of the final transcript
     narrating: bool = False  # went on after a pause whose words sounded finished
+    interrupting: bool = False  # the turn began by cutting the agent off
 
     @property
     def speech_ms(self) -> float:
@@ -226,7 +230,7 @@ class UserTurn:
         if signals.final_text is not None and abs(signals.final_end_ms - self.requested_end_ms) < 1e-6:
             self.final_text = signals.final_text
             self.eot_score = blend_end_of_turn(signals.final_text, signals.eot_score)
-            self.context = TurnContext.of(signals.final_text, self.narrating)
+            self.context = TurnContext.of(signals.final_text, self.narrating, self.interrupting)
 
 
 class Endpointing:

@@ -321,6 +321,7 @@ class TurnTaker:
             events.append(BargeIn(t_ms, "confirmed", agent.response_id))
             self.levels.learn()
             self._open_turn(burst.start_ms)
+            self._user.interrupting = True
             self._user.speech_end_ms = heard.last_voice_ms
             self._set_state(ConvState.LISTENING, t_ms, "interrupted", events)
         elif judged.verdict == Verdict.FALSE_ALARM:

@@ -125,3 +125,16 @@ def test_after_going_on_from_a_finished_sentence_even_a_question_waits():
     assert narrated is not None and narrated >= TurnConfig().hold_pause_ms
     asked = _turn_taken_after_parts([("Why does that happen?", 80)], 0.9)
     assert asked is not None and asked < 500
+
+
+def test_what_a_turn_asks_and_what_may_go_on():
+    from duplex.policy.end_of_turn import TurnContext
+
+    for asking in ("Why is the sky blue", "Give me a tip for staying focused.", "I need ideas for dinner."):
+        assert not TurnContext.of(asking).may_go_on, asking
+    for telling in ("All circuits are busy now.", "The conference is now locked."):
+        assert TurnContext.of(telling).may_go_on, telling
+    # A turn that cut the agent off is addressed to it, whatever its form.
+    assert not TurnContext.of("No wait, I meant something else entirely.", interrupting=True).may_go_on
+    # A number read in groups may go on, even inside a request.
+    assert TurnContext.of("My number is 555 123").may_go_on
