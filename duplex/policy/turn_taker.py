@@ -226,9 +226,12 @@ class TurnTaker:
             self._listening(t_ms, heard, signals, actions, events)
         elif self.state == ConvState.THINKING:
             if heard.started and self.auto_turns:
-                # The user went on: the turn was not over. Drop the answer, keep the turn.
+                # The user went on: the turn was not over. Drop the answer; what they say
+                # now is heard as the rest of their turn (its first words are in the
+                # history already), and they are narrating: a finished sentence waits.
                 actions.append(StopOutput())
-                self._user.forget_final()
+                self._open_turn(heard.onset_ms)
+                self._user.narrating = True
                 self._set_state(ConvState.LISTENING, t_ms, "user continued", events)
         elif self.state == ConvState.SPEAKING:
             if heard.started and self.barge.enabled and self.auto_turns:

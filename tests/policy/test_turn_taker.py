@@ -56,3 +56,24 @@ def test_a_response_request_with_nothing_pending_answers_the_history_now():
     take = next(a for a in actions if isinstance(a, TakeTurn))
     assert take.text == "" and take.options.instructions == "Say hello."
     assert tt.state == ConvState.THINKING
+
+
+def test_words_after_a_turn_taken_too_early_are_heard_and_answered_as_a_story_goes_on():
+    # "Why does that happen?" is taken at a short pause; before any audio the user goes
+    # on. The rest is transcribed as their turn and answered after it, at a story's pause.
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME_MS)
+    requested = None
+    taken: list[tuple[int, str]] = []
+    for i in range(160):
+        voiced = 3 <= i < 34 or 50 <= i < 80
+        final = None
+        if requested is not None and i == requested[1] + 4:
+            final = "Why does that happen?" if requested[1] < 45 else "It happened twice this week."
+        actions, _ = tt.update(i * FRAME_MS, heard(voiced, final, requested, eot_score=0.9), AgentStatus())
+        for a in actions:
+            if isinstance(a, Transcribe):
+                requested = (a, i)
+            if isinstance(a, TakeTurn):
+                taken.append((i, a.text))
+    assert [text for _, text in taken] == ["Why does that happen?", "It happened twice this week."]
+    assert (taken[1][0] - 80) * FRAME_MS >= TurnConfig().hold_pause_ms - FRAME_MS
