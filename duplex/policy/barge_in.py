@@ -37,6 +37,10 @@ from duplex.policy.words import words_of
 # ~5 words/s); a longer transcript came from the context around it: echo or noise.
 MAX_WORDS_PER_S = 8.0
 
+# A burst is the user's once this many of its voiced frames reach their level, as a
+# speech onset must (one loud frame may be a click or a peak of the agent's echo).
+FRAMES_AT_LEVEL = 2
+
 
 @dataclass
 class Burst:
@@ -47,7 +51,12 @@ class Burst:
     requested_end_ms: float = -1.0  # end of the span sent for transcription
     asked_ms: float = 0.0
     resume_at_ms: float | None = None
-    at_level: bool = False  # a voiced frame reached the user's own level
+    level_frames: int = 0  # voiced frames at the user's own level
+
+    @property
+    def at_level(self) -> bool:
+        """The burst reached the user's own level (``FRAMES_AT_LEVEL`` frames)."""
+        return self.level_frames >= FRAMES_AT_LEVEL
     peak_db: float = -120.0  # the loudest voiced frame
 
 
@@ -101,7 +110,7 @@ class BargeInJudge:
             at_level: that frame reached the user's own level.
         """
         self.burst = Burst(
-            start_ms=speech.onset_ms, voiced_ms=speech.voiced_ms, at_level=at_level, peak_db=energy_db
+            start_ms=speech.onset_ms, voiced_ms=speech.voiced_ms, level_frames=int(at_level), peak_db=energy_db
         )
 
     def end(self) -> Burst | None:
@@ -125,7 +134,7 @@ class BargeInJudge:
         assert b is not None, "judge() without a burst: call begin() first"
         if speech.voiced:
             b.voiced_ms += self.frame_ms
-            b.at_level = b.at_level or at_level
+            b.level_frames += int(at_level)
             b.peak_db = max(b.peak_db, signals.energy_db)
         said = words_of(" ".join(agent.recent_words))
         partial_words = [

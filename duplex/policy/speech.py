@@ -174,8 +174,8 @@ class UserLevel:
         assert self.level_db is not None  # reaches() is True until a level is learned
         if energy_db < self.level_db - 2 * self.margin_db:
             return False
-        if echo_residual_db >= energy_db - self.margin_db:
-            return False  # the agent's own echo could be this loud
+        if echo_residual_db >= energy_db - 2 * self.margin_db:
+            return False  # the agent's own echo could be this loud (its residual varies by ~±10 dB)
         return not any(
             t_ms - t < BACKGROUND_MEMORY_MS and db >= energy_db - self.margin_db for t, db in self._background
         )
