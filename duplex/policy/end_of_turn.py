@@ -46,8 +46,15 @@ _WORD = re.compile(r"[a-z']+")
 _ASKING = frozenset(
     ["what", "who", "whom", "whose", "how", "why", "where", "which", "whether", "me", "us"]
 )
+# An auxiliary opens a question only before its subject ("do you", not "do listen").
+_AUXILIARIES = frozenset(
+    ["can", "could", "would", "will", "do", "does", "did", "is", "are", "was", "were", "should", "shall", "may", "have", "has"]
+)
+_SUBJECTS = frozenset(
+    ["i", "you", "we", "they", "he", "she", "it", "there", "this", "that", "these", "those", "the", "a", "an", "my", "your", "our", "their", "his", "her", "its", "anyone", "someone", "somebody", "anybody"]
+)
 _ASKING_OPENINGS = frozenset(
-    ["can", "could", "would", "will", "do", "does", "did", "is", "are", "was", "were", "should", "shall", "may", "have", "has", "tell", "give", "show", "explain", "describe", "suggest", "recommend", "help", "let", "find", "play", "read", "remind", "set", "call", "send", "list", "name", "define", "translate", "hey", "hi", "hello"]
+    ["tell", "give", "show", "explain", "describe", "suggest", "recommend", "help", "let", "find", "play", "read", "remind", "set", "call", "send", "list", "name", "define", "translate", "hey", "hi", "hello"]
 )
 _ASKING_PHRASES = ("i need", "i want", "i'd like", "i would like", "i wonder", "i was wondering", "i'm looking for", "if you")
 _NUMBER_WORDS = frozenset(
@@ -110,6 +117,8 @@ def asks_agent(text: str) -> bool:
     if not words:
         return False
     if words[0] in _ASKING_OPENINGS or any(w in _ASKING for w in words):
+        return True
+    if words[0] in _AUXILIARIES and len(words) > 1 and words[1] in _SUBJECTS:
         return True
     return any(p in lowered for p in _ASKING_PHRASES)
 

@@ -132,7 +132,8 @@ def test_what_a_turn_asks_and_what_may_go_on():
 
     for asking in ("Why is the sky blue", "Give me a tip for staying focused.", "I need ideas for dinner."):
         assert not TurnContext.of(asking).may_go_on, asking
-    for telling in ("All circuits are busy now.", "The conference is now locked."):
+    assert not TurnContext.of("Do you know a good bakery.").may_go_on  # a question, whatever its mark
+    for telling in ("All circuits are busy now.", "The conference is now locked.", "Do listen to it."):
         assert TurnContext.of(telling).may_go_on, telling
     # A turn that cut the agent off is addressed to it, whatever its form.
     assert not TurnContext.of("No wait, I meant something else entirely.", interrupting=True).may_go_on
