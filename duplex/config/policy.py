@@ -25,8 +25,9 @@ class TurnConfig:
     preempt_silence_ms: int = 160
     # Where the user may go on (a statement rather than a question or request, a story
     # under way, a number read in groups) a finished sentence still waits this long:
-    # people pause up to ~1.2 s between sentences of a story or groups of digits. 0: off.
-    hold_pause_ms: int = 1400
+    # people pause up to ~1.2 s between sentences of a story or groups of digits. 0: off
+    # (the default profile sets 1400; the scripted and codec-LM profiles keep it off).
+    hold_pause_ms: int = 0
     min_turn_ms: int = 200
     background_margin_db: float = 12.0  # speech this far below the user's level is background (0: off)
     agent_backchannels: bool = False  # the agent says "mhm" in long user turns

@@ -77,11 +77,15 @@ def test_a_preempt_shorter_than_the_hangover_transcribes_at_the_first_silent_fra
     assert last.end_ms == 29 * FRAME_MS
 
 
+# The default profile's hold (``configs/default.toml``; the dataclass keeps it off).
+HOLD = TurnConfig(hold_pause_ms=1400)
+
+
 def _turn_taken_after_parts(parts: list[tuple[str, int]], eot_score: float) -> float | None:
     """The user speaks parts of 1 s, each followed by its pause (frames); each part's
     final transcript (the whole turn so far) comes back 4 frames into its pause with
     ``eot_score``. Silence (ms) after the last part's speech at which the turn is taken."""
-    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME_MS)
+    tt = TurnTaker(HOLD, BargeInConfig(), FRAME_MS)
     frames: list[str | None] = [None] * 3
     for text, pause in parts:
         frames += [text] * 31 + [None] * pause
@@ -105,7 +109,7 @@ def _turn_taken_after_parts(parts: list[tuple[str, int]], eot_score: float) -> f
 def test_a_finished_statement_waits_longer_than_people_pause_between_sentences():
     # "All circuits are busy now." tells, it does not ask: a story may go on after ~1 s.
     taken = _turn_taken_after_parts([("All circuits are busy now.", 80)], 0.9)
-    assert taken is not None and taken >= TurnConfig().hold_pause_ms
+    assert taken is not None and taken >= HOLD.hold_pause_ms
     # A finished request or question is still answered at a short pause.
     taken = _turn_taken_after_parts([("Tell me a fun fact about octopuses.", 80)], 0.9)
     assert taken is not None and taken < 500
@@ -113,7 +117,7 @@ def test_a_finished_statement_waits_longer_than_people_pause_between_sentences()
 
 def test_a_number_read_in_groups_waits_for_the_next_group():
     taken = _turn_taken_after_parts([("Can you call 555", 80)], 0.9)
-    assert taken is None or taken >= TurnConfig().hold_pause_ms
+    assert taken is None or taken >= HOLD.hold_pause_ms
 
 
 def test_after_going_on_from_a_finished_sentence_even_a_question_waits():
@@ -122,7 +126,7 @@ def test_after_going_on_from_a_finished_sentence_even_a_question_waits():
     narrated = _turn_taken_after_parts(
         [("My flight was cancelled.", 22), ("My flight was cancelled. Why does that happen?", 80)], 0.9
     )
-    assert narrated is not None and narrated >= TurnConfig().hold_pause_ms
+    assert narrated is not None and narrated >= HOLD.hold_pause_ms
     asked = _turn_taken_after_parts([("Why does that happen?", 80)], 0.9)
     assert asked is not None and asked < 500
 

@@ -58,10 +58,13 @@ def test_a_response_request_with_nothing_pending_answers_the_history_now():
     assert tt.state == ConvState.THINKING
 
 
+HOLD = TurnConfig(hold_pause_ms=1400)  # the default profile's
+
+
 def test_words_after_a_turn_taken_too_early_are_heard_and_answered_as_a_story_goes_on():
     # "Why does that happen?" is taken at a short pause; before any audio the user goes
     # on. The rest is transcribed as their turn and answered after it, at a story's pause.
-    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME_MS)
+    tt = TurnTaker(HOLD, BargeInConfig(), FRAME_MS)
     requested = None
     taken: list[tuple[int, str]] = []
     for i in range(160):
@@ -76,4 +79,4 @@ def test_words_after_a_turn_taken_too_early_are_heard_and_answered_as_a_story_go
             if isinstance(a, TakeTurn):
                 taken.append((i, a.text))
     assert [text for _, text in taken] == ["Why does that happen?", "It happened twice this week."]
-    assert (taken[1][0] - 80) * FRAME_MS >= TurnConfig().hold_pause_ms - FRAME_MS
+    assert (taken[1][0] - 80) * FRAME_MS >= HOLD.hold_pause_ms - FRAME_MS
