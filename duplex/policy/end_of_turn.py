@@ -143,24 +143,33 @@ class TurnContext:
         narrating: the user already went on after a pause that sounded finished in
             this turn: they are telling something, and a finished sentence is not the end.
         open_number: the words end in a number that may go on in groups.
+        addressed: the turn ends in a question mark or cut the agent off: it is put to
+            the agent now, even in a story ("..., and then what?"), and is answered at
+            the pause its words allow.
     """
 
     asks: bool = True
     narrating: bool = False
     open_number: bool = False
+    addressed: bool = False
 
     @classmethod
     def of(cls, text: str, narrating: bool = False, interrupting: bool = False) -> TurnContext:
         """The context of a turn whose transcript so far is ``text``; ``interrupting``: the
         turn cut the agent off, so it is addressed to the agent whatever its form."""
         return cls(
-            asks=interrupting or asks_agent(text), narrating=narrating, open_number=ends_in_number(text)
+            asks=interrupting or asks_agent(text),
+            narrating=narrating,
+            open_number=ends_in_number(text),
+            addressed=interrupting or text.strip().endswith("?"),
         )
 
     @property
     def may_go_on(self) -> bool:
         """A finished sentence here is often followed by more after a pause (a story, a
         statement the user goes on from, the next group of digits)."""
+        if self.addressed:
+            return False
         return self.narrating or self.open_number or not self.asks
 
 

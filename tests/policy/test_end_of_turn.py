@@ -120,14 +120,17 @@ def test_a_number_read_in_groups_waits_for_the_next_group():
     assert taken is None or taken >= HOLD.hold_pause_ms
 
 
-def test_after_going_on_from_a_finished_sentence_even_a_question_waits():
+def test_after_going_on_from_a_finished_sentence_a_statement_waits_and_a_question_does_not():
     # The user went on after a sentence that sounded finished, 0.7 s in: they are
-    # narrating, and a question inside the story is not yet the end of the turn.
+    # narrating, and the next finished statement is not yet the end of the turn ...
     narrated = _turn_taken_after_parts(
-        [("My flight was cancelled.", 22), ("My flight was cancelled. Why does that happen?", 80)], 0.9
+        [("My flight was cancelled.", 22), ("My flight was cancelled. We had to wait all day.", 80)], 0.9
     )
     assert narrated is not None and narrated >= HOLD.hold_pause_ms
-    asked = _turn_taken_after_parts([("Why does that happen?", 80)], 0.9)
+    # ... but a question they end it with is put to the agent: answered at the short pause.
+    asked = _turn_taken_after_parts(
+        [("My flight was cancelled.", 22), ("My flight was cancelled. Why does that happen?", 80)], 0.9
+    )
     assert asked is not None and asked < 500
 
 
@@ -143,3 +146,8 @@ def test_what_a_turn_asks_and_what_may_go_on():
     assert not TurnContext.of("No wait, I meant something else entirely.", interrupting=True).may_go_on
     # A number read in groups may go on, even inside a request.
     assert TurnContext.of("My number is 555 123").may_go_on
+    # Narrating holds a finished statement, but not a question put to the agent, nor a
+    # turn that cut the agent off (the standard set's interruptions waited 1.4 s for it).
+    assert TurnContext.of("And then the bus left without us.", narrating=True).may_go_on
+    assert not TurnContext.of("Sorry to interrupt, but how do I boil an egg?", narrating=True).may_go_on
+    assert not TurnContext.of("actually never mind that what time is it", narrating=True, interrupting=True).may_go_on

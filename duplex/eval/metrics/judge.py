@@ -137,7 +137,11 @@ def _no_take(trial: Trial, out: Outcome, w: _Window, chunks: list[WordChunk]) ->
     """The agent does not take a turn in a pause, on noise or on background talk."""
     events, onset, end, w0, w1 = trial.events, w.onset, w.end, w.w0, w.w1
     a = (onset if onset is not None else 0.0) if w0 is None else w0
-    b = ((end if end is not None else a) + NO_TAKE_GRACE_MS) if w1 is None else w1
+    # Without an explicit end, the window runs to the user's next turn (the end of the run
+    # if none): an answer to background talk is a taken turn however late it comes (a
+    # fixed grace let one 1.4 s late, with under 1 s of it inside, pass).
+    last = end if end is not None else a
+    b = max(last + NO_TAKE_GRACE_MS, _next_onset(trial, last)) if w1 is None else w1
     out.window_ms = (a, b)
     out.took_turn = fdb_takes_turn(chunks_in(chunks, a, b))
     out.turn_event = any(e["type"] == "turn.taken" and a <= e["t_ms"] < b for e in events)
