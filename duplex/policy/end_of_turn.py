@@ -40,6 +40,10 @@ _CONTINUATION = frozenset(
 
 _WORD = re.compile(r"[a-z']+")
 
+# The VAD voices a frame or three past the real end of speech: voice no longer than this
+# after a transcript asked at a quiet frame is that lag, not the user going on softly.
+QUIET_GRACE_MS = 128.0
+
 # Words that make an utterance ask the agent for something: an interrogative (also
 # embedded: "I wonder why ..."), a request's object ("tell me"), a modal opening
 # ("can you").
@@ -212,6 +216,8 @@ class UserTurn:
     context: TurnContext | None = None  # of the final transcript
     narrating: bool = False  # went on after a pause whose words sounded finished
     interrupting: bool = False  # the turn began by cutting the agent off
+    asked_on_quiet: bool = False  # the transcript was asked for at a quiet frame the VAD still voiced
+    quiet_spent: bool = False  # quiet voice went on past the grace: no quiet ask until loud voice again
 
     @property
     def speech_ms(self) -> float:
@@ -223,22 +229,34 @@ class UserTurn:
         """A transcript (and a draft) was requested for the turn as it stands."""
         return self.requested_end_ms >= 0
 
-    def request_final(self) -> Transcribe:
-        """Ask for the final transcript up to the end of speech (and a held draft)."""
+    def request_final(self, on_quiet: bool = False) -> Transcribe:
+        """Ask for the final transcript up to the end of speech (and a held draft);
+        ``on_quiet``: asked at a frame fallen to silence that the VAD still voiced."""
         self.requested_end_ms = self.speech_end_ms
+        self.asked_on_quiet = on_quiet
         return Transcribe(self.start_ms, self.speech_end_ms, draft=True)
+
+    def within_quiet_grace(self, last_voice_ms: float) -> bool:
+        """Asked at a quiet frame, and the VAD's voice since then is no longer than its
+        usual lag (``QUIET_GRACE_MS``): still the end of speech, not quiet speech."""
+        return self.asked_on_quiet and last_voice_ms - self.requested_end_ms <= QUIET_GRACE_MS
 
     def forget_final(self, finished_at: float | None = None) -> None:
         """The user went on: the transcript asked for no longer fits the turn.
 
         Args:
             finished_at: an end-of-turn score from which words count as finished
-                (``eot_midpoint``): if the transcript of the pause scored so, the user
-                is narrating for the rest of this turn. None: do not judge.
+                (``eot_midpoint``): if the transcript of the pause scored so and did
+                not ask anything, the user is narrating for the rest of this turn.
+                None: do not judge.
         """
-        if finished_at is not None and self.eot_score is not None and self.eot_score >= finished_at:
+        finished = finished_at is not None and self.eot_score is not None and self.eot_score >= finished_at
+        # Going on after a finished question or request is saying more about it ("What
+        # is the best time of year? To visit Japan."), not telling a story.
+        if finished and (self.context is None or not self.context.asks):
             self.narrating = True
         self.requested_end_ms = -1.0
+        self.asked_on_quiet = False
         self.final_text = None
         self.eot_score = None
         self.context = None
@@ -274,6 +292,11 @@ class Endpointing:
         """Speech has stopped and paused long enough to ask for the transcript (and a
         draft); a turn too short to be one is dropped instead (``too_short``)."""
         return not turn.asked and silence_ms >= self.cfg.preempt_silence_ms
+
+    def ask_on_quiet(self, turn: UserTurn) -> bool:
+        """A voiced frame has fallen to silence by its level (``UserLevel.quiet``): ask for
+        the transcript now, as at the first unvoiced frame."""
+        return not turn.asked and turn.speech_ms >= self.cfg.min_turn_ms
 
     def too_short(self, turn: UserTurn) -> bool:
         """A click or a cough: no turn."""

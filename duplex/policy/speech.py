@@ -28,6 +28,12 @@ from duplex.config import TurnConfig
 # frame: time for a soft "what is" or "can you", not for a background talker's phrase.
 SOFT_ONSET_MS = 500.0
 
+# A voiced frame this far below the loud part of the turn's speech has fallen to
+# silence, whatever the VAD still says: its probability lags the real end of speech
+# by one to three frames. 30 dB: a word's weak last consonant (-20 to -25 dB) is not
+# silence; the decay into the room's floor is.
+QUIET_DROP_DB = 30.0
+
 # Background talk heard this recently still explains quiet speech at its level; older
 # than this, the room may have changed (the television is off).
 BACKGROUND_MEMORY_MS = 60_000.0
@@ -179,6 +185,13 @@ class UserLevel:
         return not any(
             t_ms - t < BACKGROUND_MEMORY_MS and db >= energy_db - self.margin_db for t, db in self._background
         )
+
+    def quiet(self, energy_db: float) -> bool:
+        """A frame at ``energy_db`` is silence against the current turn's speech:
+        ``QUIET_DROP_DB`` below its loud part (False before five voiced frames)."""
+        if len(self._voiced_db) < 5:
+            return False
+        return energy_db <= float(np.percentile(self._voiced_db, 90)) - QUIET_DROP_DB
 
     def heard_background(self, t_ms: float, level_db: float) -> None:
         """Talk at ``level_db`` (its loudest frame) turned out not to be the user."""

@@ -175,7 +175,9 @@ class TurnTaker:
     def _withdraw_final(self, actions: list[Action]) -> None:
         """The user went on: the transcript asked for (and its draft) no longer fits."""
         actions.append(DiscardDraft())
-        self._user.forget_final(finished_at=self.turn.eot_midpoint)
+        # A quiet frame inside speech is no pause: going on after it is not narrating.
+        finished_at = None if self._user.asked_on_quiet else self.turn.eot_midpoint
+        self._user.forget_final(finished_at=finished_at)
 
     # ------------------------------------------------------------------ the tick
     def update(
@@ -261,15 +263,26 @@ class TurnTaker:
             return
         u.speech_end_ms = heard.last_voice_ms
         silence = heard.silence_ms
+        # Taken even inside the hangover: a transcript asked at a quiet frame may be back
+        # before the VAD lets go (voice again below drops it).
+        u.hear_final(signals)
         if heard.active:
-            if heard.voiced and u.asked:
-                # Voice again inside the hangover: the transcript asked for one frame
-                # into it (below) ends too early.
+            # A frame fallen to silence by its level, while the VAD still says voice (it
+            # lags the real end by a frame or three): the transcript is asked for here,
+            # so the answer's chain starts that much sooner.
+            quiet = heard.voiced and self.levels.quiet(signals.energy_db)
+            if heard.voiced and not quiet:
+                u.quiet_spent = False
+            if heard.voiced and u.asked and not (quiet and u.within_quiet_grace(heard.last_voice_ms)):
+                # Voice again inside the hangover (or quiet voice going on): the
+                # transcript asked for (below) ends too early.
+                u.quiet_spent = quiet
                 self._withdraw_final(actions)
             if not heard.voiced and self.auto_turns and self.endpointing.ask_in_hangover(u, silence):
                 actions.append(u.request_final())
+            elif quiet and self.auto_turns and not u.quiet_spent and self.endpointing.ask_on_quiet(u):
+                actions.append(u.request_final(on_quiet=True))
             return
-        u.hear_final(signals)
         if self.auto_turns and self.endpointing.ask_after_speech(u, silence):
             if self.endpointing.too_short(u):
                 self._user = UserTurn()  # a click or a cough: no turn

@@ -7,7 +7,7 @@ from listen_signals import FRAME_MS, heard
 
 from duplex.config import BargeInConfig, TurnConfig
 from duplex.models.actions import DiscardDraft, Transcribe
-from duplex.models.base import AgentStatus
+from duplex.models.base import AgentStatus, ListenSignals
 from duplex.policy.turn_taker import TurnTaker
 
 
@@ -77,6 +77,76 @@ def test_a_preempt_shorter_than_the_hangover_transcribes_at_the_first_silent_fra
     assert last.end_ms == 29 * FRAME_MS
 
 
+def _levels_frames(levels: list[float | None]) -> list[tuple[int, list]]:
+    """A listening turn-taker fed frames the VAD voices at the given levels (dBFS), or
+    silence (None); the actions of each frame (the default profile's 32 ms preempt)."""
+    tt = TurnTaker(TurnConfig(preempt_silence_ms=32), BargeInConfig(), FRAME_MS)
+    out = []
+    for i, db in enumerate(levels):
+        signals = ListenSignals(vad_prob=0.0 if db is None else 0.95, energy_db=-90.0 if db is None else db)
+        actions, _ = tt.update(i * FRAME_MS, signals, AgentStatus())
+        out.append((i, actions))
+    return out
+
+
+def _asked(frames: list[tuple[int, list]]) -> list[tuple[int, str]]:
+    return [(i, type(a).__name__) for i, acts in frames for a in acts if isinstance(a, (Transcribe, DiscardDraft))]
+
+
+def test_the_transcript_is_asked_for_at_the_first_frame_fallen_to_silence():
+    # The VAD lags the real end: it still voices two frames 35 dB under the speech.
+    speech: list[float | None] = [None] * 3 + [-22.0] * 20
+    frames = _levels_frames(speech + [-57.0, -60.0] + [None] * 6)
+    assert _asked(frames) == [(23, "Transcribe")]  # at the first quiet frame, not two frames later
+    # Without the level, the first unvoiced frame asks (as before).
+    frames = _levels_frames(speech + [None] * 6)
+    assert _asked(frames) == [(23, "Transcribe")]
+    frames = _levels_frames(speech + [-57.0, -60.0, -58.0] + [None] * 6)
+    assert _asked(frames) == [(23, "Transcribe")]
+
+
+def test_a_quiet_frame_inside_speech_is_no_pause():
+    # A stop consonant's closure: one quiet frame, then loud voice again. The early
+    # transcript is dropped and the real end gets one of its own.
+    speech: list[float | None] = [None] * 3 + [-22.0] * 20 + [-58.0] + [-22.0] * 10 + [None] * 6
+    assert _asked(_levels_frames(speech)) == [(23, "Transcribe"), (24, "DiscardDraft"), (34, "Transcribe")]
+    # A weak last consonant 20 dB down is speech, not silence: no early ask.
+    speech = [None] * 3 + [-22.0] * 20 + [-42.0] + [None] * 6
+    assert _asked(_levels_frames(speech)) == [(24, "Transcribe")]
+
+
+def test_quiet_speech_going_on_is_heard_to_its_end():
+    # The user trails off softly (30+ dB down) for half a second: the transcript asked
+    # at its first frame is dropped once that outlasts the VAD's lag, and the real end
+    # of the soft speech gets its own (asked once, not on every quiet frame).
+    speech: list[float | None] = [None] * 3 + [-22.0] * 20 + [-55.0] * 16 + [None] * 6
+    asked = _asked(_levels_frames(speech))
+    assert asked == [(23, "Transcribe"), (28, "DiscardDraft"), (39, "Transcribe")]
+
+
+def test_a_transcript_back_before_the_vad_lets_go_is_taken():
+    # Asked at the first quiet frame, the transcript is back while the VAD still voices
+    # the tail (it once went unheard, and the turn was never answered).
+    tt = TurnTaker(TurnConfig(preempt_silence_ms=32), BargeInConfig(), FRAME_MS)
+    levels: list[float | None] = [None] * 3 + [-22.0] * 20 + [-57.0, -60.0, -61.0] + [None] * 20
+    asked = None
+    for i, db in enumerate(levels):
+        back = asked is not None and i == 24
+        signals = ListenSignals(
+            vad_prob=0.0 if db is None else 0.95,
+            energy_db=-90.0 if db is None else db,
+            final_text="What time is it?" if back else None,
+            final_end_ms=asked.end_ms if back and asked else 0.0,
+            eot_score=0.95 if back else None,
+        )
+        actions, events = tt.update(i * FRAME_MS, signals, AgentStatus())
+        asked = next((a for a in actions if isinstance(a, Transcribe)), asked)
+        if any(e.type == "turn.taken" for e in events):
+            assert i < 40  # ~200 ms after the VAD's end, not never
+            return
+    raise AssertionError("the turn was never taken")
+
+
 # The default profile's hold (``configs/default.toml``; the dataclass keeps it off).
 HOLD = TurnConfig(hold_pause_ms=1400)
 
@@ -132,6 +202,21 @@ def test_after_going_on_from_a_finished_sentence_a_statement_waits_and_a_questio
         [("My flight was cancelled.", 22), ("My flight was cancelled. Why does that happen?", 80)], 0.9
     )
     assert asked is not None and asked < 500
+
+
+def test_going_on_after_a_finished_question_is_not_narrating():
+    # "What is the best time of year? [pause] To visit Japan.": the user says more about
+    # their question; its end is answered at the short pause, not held as a story.
+    taken = _turn_taken_after_parts(
+        [("What would be the best time of year?", 22), ("What would be the best time of year? To visit Japan.", 80)],
+        0.9,
+    )
+    assert taken is not None and taken < 500
+    # After a finished statement, the same going on is narrating: held.
+    held = _turn_taken_after_parts(
+        [("We want to see Japan.", 22), ("We want to see Japan. In the spring.", 80)], 0.9
+    )
+    assert held is not None and held >= HOLD.hold_pause_ms
 
 
 def test_what_a_turn_asks_and_what_may_go_on():

@@ -275,6 +275,8 @@ class Hearing:
         voice, partials = self.voice, self.partials
         if interval <= 0 or partials.job is not None or voice.since_ms is None:
             return
+        if self.final.job is not None or self.final.held is not None:
+            return  # the final reads this speech now: a partial would only take its cores
         if agent_speaking:
             return  # what is heard now is the agent's own echo until a barge-in pauses it
         if frame_end - voice.last_ms > 0 or frame_end - partials.last_ms < interval:
