@@ -64,6 +64,9 @@ class AgentStatus:
 
     responding: bool = False  # a response is being generated or played
     playing: bool = False  # the last output frame carried response audio
+    # A backchannel ("mhm") plays aside, outside any response, or ended within its echo
+    # tail: what the microphone hears now may be its echo, not the user.
+    aside: bool = False
     # The response ended (played to its end or cut off) in the previous tick: the
     # session sets it from that tick's ``SpeakResult.finished``; a model's own
     # ``status()`` leaves it False (reading never changes state).

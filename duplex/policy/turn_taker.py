@@ -197,8 +197,11 @@ class TurnTaker:
         events: list[Event] = []
         onset = self.barge.pause_onset_ms if self.state in _AGENT_OUT else self.turn.speech_onset_ms
         prob = signals.vad_prob
-        if signals.echo_explained and self.state in _AGENT_OUT:
-            prob = 0.0  # the agent hearing its own residual echo, not the user
+        if signals.echo_explained and (self.state in _AGENT_OUT or agent.aside):
+            # The agent hearing its own residual echo (of a response, or of its "mhm"
+            # while it listens), not the user: it must not start speech, nor move the
+            # end of the user's last voice.
+            prob = 0.0
         # Speech only *starts* once it reaches this user's level: far quieter talk is
         # background. Its soft first syllables still belong to it (see SpeechDetector).
         # While the agent speaks, softer speech may start too when nothing else (echo,

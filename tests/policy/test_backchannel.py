@@ -40,3 +40,41 @@ def test_a_story_sentence_that_sounds_finished_still_gets_a_mhm_while_the_agent_
     long_turn = cfg.backchannel_after_ms + 500.0
     assert not AgentBackchannels(cfg, 32.0).due(5000.0, long_turn, pause, 0.9, may_go_on=False)
     assert AgentBackchannels(cfg, 32.0).due(5000.0, long_turn, pause, 0.9, may_go_on=True)
+
+
+def _turn_taken_ms(echo_of_mhm: bool) -> float | None:
+    """A 5 s statement, held (may go on); 240 ms into the pause the agent's "mhm" plays
+    for 600 ms and its echo (which the echo guard explains) voices the microphone."""
+    from duplex.models.actions import Transcribe
+    from duplex.models.base import AgentStatus, ListenSignals
+    from duplex.policy.turn_taker import TurnTaker
+
+    frame = 32.0
+    tt = TurnTaker(TurnConfig(hold_pause_ms=1400, agent_backchannels=True), BargeInConfig(), frame)
+    asked = None
+    for i in range(260):
+        t = i * frame
+        user = 3 <= i < 160
+        mhm = echo_of_mhm and 168 <= i < 187
+        back = asked is not None and i == asked[1] + 3
+        signals = ListenSignals(
+            vad_prob=0.95 if user or mhm else 0.0,
+            energy_db=-22.0 if user else (-40.0 if mhm else -90.0),
+            echo_explained=mhm,
+            final_text="I was at the market this morning." if back else None,
+            final_end_ms=asked[0].end_ms if back and asked else 0.0,
+            eot_score=0.9 if back else None,
+        )
+        actions, events = tt.update(t, signals, AgentStatus(aside=mhm))
+        asked = next(((a, i) for a in actions if isinstance(a, Transcribe)), asked)
+        if any(e.type == "turn.taken" for e in events):
+            return t - 160 * frame
+    return None
+
+
+def test_the_echo_of_the_agents_own_mhm_is_not_the_user_going_on():
+    # The echo of the agent's "mhm" once moved the user's last voice: the answer came
+    # 0.8-1 s later, or the echo started a stretch of "speech" of its own.
+    quiet = _turn_taken_ms(echo_of_mhm=False)
+    assert quiet is not None
+    assert _turn_taken_ms(echo_of_mhm=True) == quiet

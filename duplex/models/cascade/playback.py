@@ -35,6 +35,9 @@ ECHO_WORDS_S = 3.0
 SILENCE_DB = -120.0
 
 
+# How long a backchannel's echo may still reach the microphone after its last sample.
+ASIDE_ECHO_TAIL_MS = 250.0
+
 class Playback:
     """What one conversation plays: the response, a backchannel aside, or silence."""
 
@@ -55,6 +58,7 @@ class Playback:
         self.playing: Draft | None = None  # the response released to play
         self.paused = False  # a barge-in is being judged: the response holds its place
         self.last_frame_speech = False  # the last output frame carried response audio
+        self._aside_ms = 0.0  # the backchannel's remaining audio and echo tail (ms)
         self.echo_db = SILENCE_DB  # the level of that frame
         self.ended = False  # a response ended this tick (``SpeakResult.finished``)
         self.last_track: ResponseTrack | None = None  # the last response played (``truncate``)
@@ -93,6 +97,7 @@ class Playback:
         """One output frame: the playing response's, a backchannel's, or silence."""
         events: list[Event] = []
         draft = self.playing
+        self._aside_ms = max(0.0, self._aside_ms - 1000.0 * self.out_frame / self.out_rate)
         if draft is None and len(self._aside):
             frame = np.zeros(self.out_frame, np.float32)
             n = min(len(self._aside), self.out_frame)
@@ -165,6 +170,7 @@ class Playback:
             quiet = 0.5 * resample(audio, self.tts.sample_rate, self.out_rate)
             self._backchannel = quiet.astype(np.float32)
         self._aside = self._backchannel.copy()
+        self._aside_ms = 1000.0 * len(self._aside) / self.out_rate + ASIDE_ECHO_TAIL_MS
         return [AgentBackchannel(t_ms, text)]
 
     # ------------------------------------------------------------------ history
@@ -192,6 +198,7 @@ class Playback:
         return AgentStatus(
             responding=d is not None,
             playing=self.last_frame_speech,
+            aside=self._aside_ms > 0,
             response_id=d.response_id if d else "",
             recent_words=recent,
         )
