@@ -68,17 +68,20 @@ def is_backchannel(text: str, vocabulary: list[str], max_words: int = 3) -> bool
     return True
 
 
+# A pause invites a backchannel from ``backchannel_pause_ms`` on, for this long: once the
+# pause's words are in (their final transcript and score), not before.
+BACKCHANNEL_WINDOW_MS = 200.0
+
+
 class AgentBackchannels:
     """When the agent acknowledges a long user turn ("mhm") without taking it.
 
     Args:
         cfg: the ``[turn]`` section (``agent_backchannels``, ``backchannel_*``).
-        frame_ms: tick length: a pause invites one backchannel, in its first frame.
     """
 
-    def __init__(self, cfg: TurnConfig, frame_ms: float) -> None:
+    def __init__(self, cfg: TurnConfig) -> None:
         self.cfg = cfg
-        self.frame_ms = frame_ms
         self._last_ms = -1e9
 
     def due(
@@ -102,9 +105,11 @@ class AgentBackchannels:
             return False
         if t_ms - self._last_ms < cfg.backchannel_cooldown_ms:
             return False
-        if not cfg.backchannel_pause_ms <= silence_ms < cfg.backchannel_pause_ms + self.frame_ms:
+        if not cfg.backchannel_pause_ms <= silence_ms < cfg.backchannel_pause_ms + BACKCHANNEL_WINDOW_MS:
             return False
-        if eot_score is not None and eot_score >= 0.5 and not may_go_on:
+        if eot_score is None:
+            return False  # the words of the pause are not in: it may be the turn's end
+        if eot_score >= 0.5 and not may_go_on:
             return False  # it sounds finished: the agent is about to take the turn instead
         self._last_ms = t_ms
         return True

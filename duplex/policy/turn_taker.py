@@ -93,7 +93,7 @@ class TurnTaker:
         self.levels = UserLevel(self.turn.background_margin_db)
         self.endpointing = Endpointing(self.turn)
         self.barge_in = BargeInJudge(self.barge, self.frame_ms)
-        self.backchannels = AgentBackchannels(self.turn, self.frame_ms)
+        self.backchannels = AgentBackchannels(self.turn)
 
     # ------------------------------------------------------------------ client requests
     def commit(self, t_ms: float, answer: bool = True) -> tuple[list[Action], list[Event]]:

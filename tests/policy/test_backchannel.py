@@ -19,7 +19,7 @@ def test_held_hums_as_the_recognizer_writes_them_are_backchannels():
 
 def test_the_agent_acknowledges_a_long_turn_once_at_a_pause_that_does_not_sound_final():
     cfg = TurnConfig(agent_backchannels=True)
-    bc = AgentBackchannels(cfg, 32.0)
+    bc = AgentBackchannels(cfg)
     pause = float(cfg.backchannel_pause_ms)
     long_turn = cfg.backchannel_after_ms + 500.0
     assert not bc.due(5000.0, cfg.backchannel_after_ms - 100.0, pause, None)  # too early in the turn
@@ -28,8 +28,14 @@ def test_the_agent_acknowledges_a_long_turn_once_at_a_pause_that_does_not_sound_
     assert bc.due(5000.0, long_turn, pause, 0.2)
     assert not bc.due(5000.0 + 32.0, long_turn, pause + 32.0, 0.2)  # one a pause
     assert not bc.due(5000.0 + cfg.backchannel_cooldown_ms - 32.0, long_turn, pause, None)  # cool-down
-    assert bc.due(5000.0 + cfg.backchannel_cooldown_ms, long_turn, pause, None)
-    assert not AgentBackchannels(TurnConfig(), 32.0).due(5000.0, long_turn, pause, None)  # off by default
+    assert bc.due(5000.0 + cfg.backchannel_cooldown_ms, long_turn, pause, 0.2)
+    # Not before the pause's words are in (it may be the turn's end, answered at once);
+    # once they are, a little later in the same pause.
+    bc = AgentBackchannels(cfg)
+    assert not bc.due(5000.0, long_turn, pause, None)
+    assert bc.due(5096.0, long_turn, pause + 96.0, 0.2)
+    assert not AgentBackchannels(cfg).due(5000.0, long_turn, pause + 320.0, 0.2)  # too late in the pause
+    assert not AgentBackchannels(TurnConfig()).due(5000.0, long_turn, pause, None)  # off by default
 
 
 def test_a_story_sentence_that_sounds_finished_still_gets_a_mhm_while_the_agent_waits():
@@ -38,8 +44,8 @@ def test_a_story_sentence_that_sounds_finished_still_gets_a_mhm_while_the_agent_
     cfg = TurnConfig(agent_backchannels=True)
     pause = float(cfg.backchannel_pause_ms)
     long_turn = cfg.backchannel_after_ms + 500.0
-    assert not AgentBackchannels(cfg, 32.0).due(5000.0, long_turn, pause, 0.9, may_go_on=False)
-    assert AgentBackchannels(cfg, 32.0).due(5000.0, long_turn, pause, 0.9, may_go_on=True)
+    assert not AgentBackchannels(cfg).due(5000.0, long_turn, pause, 0.9, may_go_on=False)
+    assert AgentBackchannels(cfg).due(5000.0, long_turn, pause, 0.9, may_go_on=True)
 
 
 def _turn_taken_ms(echo_of_mhm: bool) -> float | None:

@@ -104,6 +104,8 @@ class Playback:
             frame[:n], self._aside = self._aside[:n], self._aside[n:]
             self.last_frame_speech = False  # not a response: the state stays listening
             return self._result(frame, events)
+        if draft is not None:
+            self._aside = self._aside[:0]  # an answer starts: the rest of a "mhm" would come after it
         if draft is None or self.paused:
             self.last_frame_speech = False
             self.echo_db = SILENCE_DB

@@ -78,3 +78,32 @@ def test_the_end_of_a_response_travels_in_the_ticks_result_and_status_is_a_pure_
     assert ends and ends == done_at[:1] and len(done_at) == 1
     assert not session.status().responding
     session.close()
+
+
+def test_an_answer_starting_drops_the_rest_of_a_mhm_and_its_echo_is_flagged(scripted_config):
+    from duplex.models.actions import Backchannel
+
+    session = scripted_model(scripted_config, reply="Sure thing.").open_session("t", _inline)
+    frame_ms = scripted_config.audio.frame_ms
+    quiet = np.zeros(scripted_config.frame_samples, np.float32)
+    session.act([Backchannel()], 0.0)
+    t, asides, answered, after_answer = 0.0, [], False, []
+    for i in range(400):
+        session.listen(quiet, t)
+        if i == 2:
+            session.act([TakeTurn("Hello?", t)], t)  # the turn is taken while "mhm" plays
+        else:
+            session.act([], t)
+        session.think(t)
+        asides.append(session.status().aside)
+        spoken = session.speak(t)
+        answered = answered or any(e.type == "agent.audio.started" for e in spoken.events)
+        if spoken.finished:
+            after_answer = [session.speak(t + k * frame_ms).samples for k in range(1, 20)]
+            break
+        t += frame_ms
+    assert asides[1]  # the "mhm" plays: what the microphone hears may be its echo
+    assert answered and after_answer
+    # Nothing of the "mhm" is left to play after the answer (it once came after it).
+    assert all(not np.any(s) for s in after_answer)
+    session.close()
