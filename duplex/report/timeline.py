@@ -82,23 +82,27 @@ def plot_timeline(
         elif e["type"] == "barge_in" and e["phase"] == "confirmed":
             for ax in axes:
                 ax.axvline(s, color="#9467bd", lw=1.2)
-        elif e["type"] == "user.backchannel":
+        elif e["type"] in ("user.backchannel", "agent.backchannel"):
             for ax in axes:
                 ax.axvline(s, color="#ff7f0e", lw=1.0, ls=":")
 
     ax_text.set_ylim(0, 1)
     ax_text.set_yticks([0.75, 0.25], ["user", "agent"])
     wrap = max(18, int(width * 3))
+    # A turn resumed after a pause is read again whole: its last final stands for it.
+    finals = {e["start_ms"]: e for e in events if e["type"] == "user.transcript.final" and e["text"]}
+    for e in finals.values():
+        x = e["start_ms"] / 1000.0
+        ax_text.text(x, 0.95, textwrap.fill(e["text"], wrap), va="top", fontsize=8, color="#1f77b4")
     for e in events:
-        if e["type"] == "user.transcript.final" and e["text"]:
-            x = e["start_ms"] / 1000.0
-            ax_text.text(x, 0.95, textwrap.fill(e["text"], wrap), va="top", fontsize=8, color="#1f77b4")
-        elif e["type"] == "agent.audio.done" and e["text"]:
+        if e["type"] == "agent.audio.done" and e["text"]:
             x = e["t_ms"] / 1000.0 - e["audio_end_ms"] / 1000.0
             label = e["text"] + (" [cut]" if e["interrupted"] else "")
             ax_text.text(x, 0.45, textwrap.fill(label, wrap), va="top", fontsize=8, color="#2ca02c")
         elif e["type"] == "user.backchannel":
             ax_text.text(e["t_ms"] / 1000.0, 0.6, f"({e['text']})", fontsize=8, color="#ff7f0e")
+        elif e["type"] == "agent.backchannel":  # the agent's "mhm", on its own track
+            ax_text.text(e["t_ms"] / 1000.0, 0.1, f"({e['text']})", fontsize=8, color="#ff7f0e")
     for e in events:
         if e["type"] == "agent.audio.started":
             ax_text.annotate(
