@@ -168,12 +168,18 @@ class AgentAudioDone(Event):
 
 @dataclass(frozen=True)
 class AgentAudio(Event):
-    """One output frame of agent speech (not written to events.jsonl)."""
+    """One output frame of agent speech (not written to events.jsonl).
+
+    ``aside``: the frame is an agent backchannel ("mhm"), played outside any response
+    (``response_id`` is empty): a transport plays it like any other frame, but it
+    starts, ends and belongs to no response.
+    """
 
     type: ClassVar[str] = "agent.audio"
     response_id: str = ""
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     sample_rate: int = 24000
+    aside: bool = False
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ class AgentBackchannels:
 
     def __init__(self, cfg: TurnConfig) -> None:
         self.cfg = cfg
+        self.enabled = cfg.agent_backchannels  # a transport that cannot play them turns them off
         self._last_ms = -1e9
 
     def due(
@@ -99,7 +100,7 @@ class AgentBackchannels:
                 waits, and "mhm" says it is listening.
         """
         cfg = self.cfg
-        if not cfg.agent_backchannels:
+        if not self.enabled:
             return False
         if turn_ms < cfg.backchannel_after_ms:
             return False

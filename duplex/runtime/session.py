@@ -333,6 +333,12 @@ class Session:
         """Server-side end-of-turn detection on (default) or off (the client commits)."""
         self.turn_taker.auto_turns = enabled
 
+    def set_agent_backchannels(self, enabled: bool) -> None:
+        """The agent's own "mhm" in long user turns on or off for this session (the
+        profile's ``turn.agent_backchannels`` until then): off for a transport that has no
+        way to play audio outside a response."""
+        self.turn_taker.backchannels.enabled = enabled
+
     # ---------------------------------------------------------------- events
     def emit(self, event: Event) -> None:
         log = self.event_log

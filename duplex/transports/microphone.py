@@ -28,6 +28,7 @@ from duplex.events import (
     AgentAudio,
     AgentAudioDone,
     AgentAudioStarted,
+    AgentBackchannel,
     AgentTextDelta,
     BargeIn,
     Event,
@@ -114,6 +115,8 @@ class LiveView:
             line = f"you:   {e.text}"
         elif isinstance(e, UserBackchannel):
             line = f"you:   ({e.text})"
+        elif isinstance(e, AgentBackchannel):
+            line = f"agent: ({e.text})"
         elif isinstance(e, AgentTextDelta):
             self.agent_text[e.response_id] = (self.agent_text.get(e.response_id, "") + " " + e.text).strip()
         elif isinstance(e, AgentAudioStarted):

@@ -20,7 +20,9 @@ Server → client:
     {"type": "session.created", "protocol": "duplex.v1", ...}
     every engine event as JSON (``duplex.events``: t_ms in stream time), e.g.
     user.speech_started, user.transcript.final, turn.taken, agent.text.delta,
-    agent.audio.started, agent.audio.done, barge_in, user.backchannel, state, stall
+    agent.audio.started, agent.audio.done, barge_in, user.backchannel,
+    agent.backchannel (the agent's "mhm": its audio comes as binary frames too, outside
+    any response), state, stall
     {"type": "output.flush"}     drop any agent audio not yet played (an interruption)
     {"type": "error", "code": "...", "message": "..."}   bad input; the session goes on
     {"type": "input.dropped", "dropped_ms": ..., "reason": "too_fast" | "backlog"}

@@ -64,6 +64,9 @@ class RealtimeConnection(RealtimeOutput):
     async def run(self, session: Session) -> None:
         """Serve ``session`` (opened by the server after admission; the server closes it)."""
         self.session = session
+        # The protocol has no audio outside a response: the agent's own "mhm" could not be
+        # played, and the echo guard would still expect its echo.
+        session.set_agent_backchannels(False)
         await self._emit("session.created", session=self._session_obj())
         sender = asyncio.create_task(self._pump(session))
         try:

@@ -261,7 +261,7 @@ class RealtimeOutput:
                 await self._emit(self._name("response.output_audio_transcript.delta", "response.audio_transcript.delta"), **self._ref(r), delta=delta)
         elif isinstance(e, AgentAudioStarted):
             await self._open_message(self._response_for(e.response_id))
-        elif isinstance(e, AgentAudio):
+        elif isinstance(e, AgentAudio) and not e.aside:
             r = self._response_for(e.response_id)
             await self._open_message(r)
             pcm = float_to_pcm16(self._out.process(e.samples))

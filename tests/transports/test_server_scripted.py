@@ -163,3 +163,36 @@ def test_openai_sdk_completes_a_spoken_turn(server):
         assert len(pcm) > 24000 * 2
 
     asyncio.run(main())
+
+
+def test_the_agents_mhm_is_played_on_the_native_endpoint_and_off_on_the_realtime_one():
+    """The OpenAI Realtime protocol has no audio outside a response, so a "mhm" there
+    could not be played (and the echo guard would wait for its echo): its sessions run
+    without the agent's backchannels; native sessions keep the profile's setting."""
+    cfg = config_from_dict({"models": {"kind": "scripted"}, "turn": {"agent_backchannels": True}})
+    runtime = Runtime(cfg, model=scripted_model(cfg, script=["Go on."]), clock="realtime")
+    srv = DuplexServer(runtime, "127.0.0.1", 0)
+
+    async def enabled_on(path: str) -> bool:
+        async with websockets.connect(f"ws://127.0.0.1:{srv.port}{path}") as ws:
+            await ws.recv()  # session.created: the session is open and configured
+            (session,) = runtime.sessions.values()
+            return session.turn_taker.backchannels.enabled
+
+    async def main():
+        await srv.start()
+        try:
+            native = await enabled_on("/ws")
+            for _ in range(50):  # the first session closes before the second opens
+                if not runtime.sessions:
+                    break
+                await asyncio.sleep(0.05)
+            realtime = await enabled_on("/v1/realtime")
+        finally:
+            await srv.stop()
+        assert native and not realtime
+
+    try:
+        asyncio.run(main())
+    finally:
+        runtime.close()

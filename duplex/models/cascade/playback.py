@@ -103,6 +103,7 @@ class Playback:
             n = min(len(self._aside), self.out_frame)
             frame[:n], self._aside = self._aside[:n], self._aside[n:]
             self.last_frame_speech = False  # not a response: the state stays listening
+            events.append(AgentAudio(t_ms, "", frame, self.out_rate, aside=True))
             return self._result(frame, events)
         if draft is not None:
             self._aside = self._aside[:0]  # an answer starts: the rest of a "mhm" would come after it

@@ -51,6 +51,7 @@ function onEvent(e) {
       line('user', 'you', e.text);
       break;
     case 'user.backchannel': note(`(you: “${e.text}” — not a turn)`); break;
+    case 'agent.backchannel': note(`(agent: “${e.text}” — listening)`); break;
     case 'agent.text.delta':
       if (!agentLine || agentLine.dataset.id !== e.response_id) { agentLine = line('agent', 'agent', ''); agentLine.dataset.id = e.response_id; }
       agentLine.querySelector('.text').textContent += (agentLine.querySelector('.text').textContent ? ' ' : '') + e.text;
