@@ -70,8 +70,7 @@ class EchoConfig:
     double_talk_corr: float = 0.7  # envelope correlation with the played audio below which the user talks over it; 0: off
     # The microphone passes untouched once the agent has been silent this long (past the
     # echo tail and the gaps inside an answer), from a quiet frame on: the canceller's
-    # 16 ms delay makes every end of speech later. 0 (the default): never. Off until the
-    # turn-taker's levels and the recognizer are checked on unprocessed input: with 1500,
-    # two behaviour tests change (a soft-start turn, a transcript) (models/aec.md).
+    # 16 ms delay makes every end of speech later. 0: never (the default profile: 1500;
+    # models/aec.md).
     idle_bypass_ms: float = 0.0
 

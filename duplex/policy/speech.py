@@ -81,7 +81,8 @@ class SpeechDetector:
         self.cfg = cfg
         self.frame_ms = frame_ms
         self.active = False
-        self._run_ms = 0.0  # consecutive speech-frame time not yet promoted to active
+        self._run_ms = 0.0  # speech-frame time of a run not yet promoted to active
+        self._run_gap_ms = 0.0  # weak frames since the run's last voiced one
         self._run_start_ms = 0.0
         self._run_loud_ms: float | None = None  # first frame of the run at the user's own level
         self.onset_ms = 0.0
@@ -91,8 +92,9 @@ class SpeechDetector:
     def update(self, t_ms: float, prob: float, onset_ms: float, loud: bool = True) -> SpeechFrame:
         """Advance by one frame.
 
-        A run of speech frames becomes a stretch once it has lasted ``onset_ms`` since
-        its first ``loud`` frame (at the user's level). The stretch then starts at the
+        A run of speech frames (one weak frame inside it does not end it) becomes a
+        stretch once it has lasted ``onset_ms`` since its first ``loud`` frame (at the
+        user's level). The stretch then starts at the
         run's first frame, at most ``SOFT_ONSET_MS`` before that loud frame: a soft
         "What is" before the stressed syllable is the user's, not background.
 
@@ -106,6 +108,7 @@ class SpeechDetector:
         voiced = prob >= (self.cfg.vad_release if self.active else self.cfg.vad_threshold)
         started = stopped = False
         if voiced:
+            self._run_gap_ms = 0.0
             if self._run_ms == 0.0:
                 self._run_start_ms = t_ms
                 self._run_loud_ms = None
@@ -120,7 +123,11 @@ class SpeechDetector:
                 self.onset_ms = max(self._run_start_ms, self._run_loud_ms - SOFT_ONSET_MS)
                 self.voiced_ms = frame_end - self.onset_ms
         else:
-            self._run_ms = 0.0
+            # One weak frame does not end a run either: the VAD dips inside a soft
+            # "what is" too, and a run cut there lost the words before the dip.
+            self._run_gap_ms += self.frame_ms
+            if self._run_gap_ms >= 2 * self.frame_ms:
+                self._run_ms = 0.0
             # Hangover of two frames keeps one weak frame from splitting a word.
             if self.active and frame_end - self.last_voice_ms >= 2 * self.frame_ms:
                 self.active, stopped = False, True

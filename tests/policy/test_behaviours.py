@@ -83,9 +83,12 @@ def test_backchannel_during_speech_does_not_interrupt(runtime, tmp_path):
 
 
 def test_interruption_stops_output_fast_and_truncates_to_what_was_heard(runtime, tmp_path):
-    result = _run(runtime, tmp_path, "interrupt")
+    # interrupt-02: interrupt-01's question is misheard on both inputs ("who many links
+    # don't have.", "How many legs.as.5."), and its answer can be so short that the
+    # interruption lands after its last word, with nothing left to truncate.
+    result = _run(runtime, tmp_path, "interrupt", index=1)
     assert ("yield", "pass") in _verdicts(result), result
-    events = _events(tmp_path, "interrupt-01")
+    events = _events(tmp_path, "interrupt-02")
     pause = next(e for e in events if e["type"] == "barge_in" and e["phase"] == "pause")
     onset = max(e["t_ms"] for e in events if e["type"] == "user.speech_started" and e["t_ms"] <= pause["t_ms"])
     assert pause["t_ms"] - onset <= 96  # output paused within a frame of the detected onset

@@ -36,6 +36,20 @@ def test_a_soft_start_belongs_to_the_users_turn():
     assert onset == pytest.approx(45 * FRAME_MS - 500.0, abs=FRAME_MS)
 
 
+def test_a_one_frame_dip_of_the_vad_inside_a_soft_start_keeps_its_words():
+    # On raw input Silero dipped under its threshold for one frame inside a soft "what
+    # is": the run restarted after the dip and the words before it were lost.
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME_MS)
+    tt.levels.level_db = -20.0
+    frames = [(0.0, -70.0)] * 5 + [(0.9, -34.0)] * 6 + [(0.3, -40.0)] + [(0.9, -34.0)] * 3
+    frames += [(0.9, -20.0)] * 20 + [(0.0, -70.0)] * 5
+    onsets = []
+    for i, (prob, level) in enumerate(frames):
+        _, events = tt.update(i * FRAME_MS, ListenSignals(vad_prob=prob, energy_db=level), AgentStatus())
+        onsets += [e.t_ms for e in events if e.type == "user.speech_started"]
+    assert onsets == [5 * FRAME_MS]
+
+
 def test_talk_far_below_the_users_level_never_starts_a_turn():
     background = [None] * 5 + [-36.0] * 60 + [None] * 5
     assert _speech_onsets(background, user_level_db=-20.0) == []
