@@ -91,6 +91,8 @@ class AudibleOnsets:
     ``agent.audio.started`` frame), so its onset is never before that frame; a gap
     between frames is silence. Once a response's first audible block is found its
     frames are no longer kept, so memory stays bounded however long a session runs.
+    A frame outside any response (an agent backchannel: no ``response_id``) answers
+    nothing and is skipped.
     """
 
     def __init__(self, rate: int, threshold_db: float = AUDIBLE_DB) -> None:
@@ -105,7 +107,7 @@ class AudibleOnsets:
 
         Returns the response's first audible stream time (ms) when this frame reveals
         it, else None (also for frames after it was found)."""
-        if response_id in self.onsets_ms or not len(samples):
+        if not response_id or response_id in self.onsets_ms or not len(samples):
             return None
         at = int(round(t_ms * self.rate / 1000.0))
         start, buf = self._pending.get(response_id, (at, np.zeros(0, np.float32)))

@@ -150,8 +150,7 @@ class _Listener:
         for e in new:
             self.user.observe(e)
             if isinstance(e, AgentAudio):
-                if not e.aside:  # a "mhm" is no answer
-                    self.onsets.feed(e.response_id, e.t_ms, e.samples)
+                self.onsets.feed(e.response_id, e.t_ms, e.samples)
                 if self.tape is not None:
                     self.tape.agent(e.t_ms, e.samples)
             else:

@@ -58,7 +58,7 @@ def run_soak(minutes: float = 60.0, gap_s: float = 7.0, config_name: str | None 
                     taken = e
                 elif isinstance(e, AgentAudioStarted):
                     started[e.response_id] = (e, taken)
-                elif isinstance(e, AgentAudio) and not e.aside:
+                elif isinstance(e, AgentAudio):
                     onset = onsets.feed(e.response_id, e.t_ms, e.samples)
                     if onset is None or e.response_id not in started:
                         continue

@@ -82,7 +82,6 @@ class SpeechDetector:
         self.frame_ms = frame_ms
         self.active = False
         self._run_ms = 0.0  # speech-frame time of a run not yet promoted to active
-        self._run_gap_ms = 0.0  # weak frames since the run's last voiced one
         self._run_start_ms = 0.0
         self._run_loud_ms: float | None = None  # first frame of the run at the user's own level
         self.onset_ms = 0.0
@@ -108,7 +107,6 @@ class SpeechDetector:
         voiced = prob >= (self.cfg.vad_release if self.active else self.cfg.vad_threshold)
         started = stopped = False
         if voiced:
-            self._run_gap_ms = 0.0
             if self._run_ms == 0.0:
                 self._run_start_ms = t_ms
                 self._run_loud_ms = None
@@ -123,14 +121,13 @@ class SpeechDetector:
                 self.onset_ms = max(self._run_start_ms, self._run_loud_ms - SOFT_ONSET_MS)
                 self.voiced_ms = frame_end - self.onset_ms
         else:
-            # One weak frame does not end a run either: the VAD dips inside a soft
-            # "what is" too, and a run cut there lost the words before the dip.
-            self._run_gap_ms += self.frame_ms
-            if self._run_gap_ms >= 2 * self.frame_ms:
+            # Hangover of two frames keeps one weak frame from splitting a word, and
+            # from ending a run not yet a stretch (the VAD dips inside a soft "what is"
+            # too, and a run cut there lost the words before the dip).
+            if frame_end - self.last_voice_ms >= 2 * self.frame_ms:
                 self._run_ms = 0.0
-            # Hangover of two frames keeps one weak frame from splitting a word.
-            if self.active and frame_end - self.last_voice_ms >= 2 * self.frame_ms:
-                self.active, stopped = False, True
+                if self.active:
+                    self.active, stopped = False, True
         return SpeechFrame(
             end_ms=frame_end,
             started=started,

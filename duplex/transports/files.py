@@ -81,7 +81,7 @@ def run_file(
 
             def take(new: Iterable[Event]) -> None:
                 for e in new:
-                    if isinstance(e, AgentAudio) and not e.aside:  # a "mhm" is no answer
+                    if isinstance(e, AgentAudio):
                         onsets.feed(e.response_id, e.t_ms, e.samples)
                     _log_event(e, events, log_file)
                     if e.type == AgentAudioDone.type:

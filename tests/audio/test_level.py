@@ -62,6 +62,15 @@ def test_each_response_has_an_onset_of_its_own() -> None:
     assert onsets.onsets_ms == {"a": 20.0, "b": 3200.0}
 
 
+def test_a_frame_outside_any_response_has_no_onset() -> None:
+    """The agent's "mhm" plays aside (no response id): it answers nothing, and the
+    answer after it is heard at its own first sound."""
+    onsets = AudibleOnsets(RATE)
+    assert onsets.feed("", 0.0, tone(32)) is None
+    onsets.feed("a", 640.0, np.concatenate([silence(10), tone(22)]))
+    assert onsets.onsets_ms == {"a": 650.0}
+
+
 def test_a_response_is_never_heard_before_its_first_frame() -> None:
     """Blocks are laid from the frame the answer starts in, not from stream time 0."""
     onsets = AudibleOnsets(RATE)

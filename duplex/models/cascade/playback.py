@@ -38,6 +38,7 @@ SILENCE_DB = -120.0
 # How long a backchannel's echo may still reach the microphone after its last sample.
 ASIDE_ECHO_TAIL_MS = 250.0
 
+
 class Playback:
     """What one conversation plays: the response, a backchannel aside, or silence."""
 
