@@ -33,6 +33,7 @@ class TurnConfig:
     agent_backchannels: bool = False  # the agent says "mhm" in long user turns
     backchannel_after_ms: int = 4000  # user speech before the first agent backchannel
     backchannel_pause_ms: int = 240  # a pause this long (and not a turn end) invites one
+    backchannel_window_ms: int = 200  # ... for this long: once the pause's words are in, not before
     backchannel_cooldown_ms: int = 6000
     backchannel_text: str = "Mhm."
 

@@ -21,8 +21,12 @@ stop latency and stop rate come from ``yield``.
   [event, event + 400 ms]. Full-Duplex-Bench's reference is where the listener
   of an ICC recording said "mhm"; ours is where a listener may say it: the
   user's gaps and pauses that are not turn ends (the ``no_take`` windows'
-  pause spans, ``onset_ms``–``end_ms``). Bins run from 0 to the end of the
-  last user speech. Families with no such pause report the frequency only.
+  pause spans, ``onset_ms``–``end_ms``). Bins run over the whole scenario, as
+  the benchmark's run over the whole ``output.wav``: a "mhm" after the user's
+  last words (before the agent answers) is not in any gap and counts against
+  the JSD. (Until 2026-12-06 the bins stopped at the user's last speech, so such
+  a "mhm" left an empty histogram that scored as a uniform one, ~0.65.)
+  Families with no such pause report the frequency only.
 """
 
 from __future__ import annotations
@@ -106,15 +110,11 @@ def scenario_backchannels(row: dict, events: list[dict]) -> dict[str, Any]:
         and o.get("onset_ms") is not None
         and o.get("end_ms") is not None
     ]
-    user_end = max(
-        [float(o["end_ms"]) for o in row.get("expectations", []) if o.get("end_ms") is not None],
-        default=float(row.get("duration_ms", 0.0)),
-    )
-    duration_s = max(float(row.get("duration_ms", 0.0)) / 1000.0, 1e-9)
+    duration_ms = float(row.get("duration_ms", 0.0))
     return {
         "times_ms": agent,
-        "frequency_hz": len(agent) / duration_s,
-        "jsd": backchannel_jsd(agent, pauses, user_end) if pauses else None,
+        "frequency_hz": len(agent) / max(duration_ms / 1000.0, 1e-9),
+        "jsd": backchannel_jsd(agent, pauses, duration_ms) if pauses else None,
     }
 
 

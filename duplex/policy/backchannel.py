@@ -68,11 +68,6 @@ def is_backchannel(text: str, vocabulary: list[str], max_words: int = 3) -> bool
     return True
 
 
-# A pause invites a backchannel from ``backchannel_pause_ms`` on, for this long: once the
-# pause's words are in (their final transcript and score), not before.
-BACKCHANNEL_WINDOW_MS = 200.0
-
-
 class AgentBackchannels:
     """When the agent acknowledges a long user turn ("mhm") without taking it.
 
@@ -106,7 +101,7 @@ class AgentBackchannels:
             return False
         if t_ms - self._last_ms < cfg.backchannel_cooldown_ms:
             return False
-        if not cfg.backchannel_pause_ms <= silence_ms < cfg.backchannel_pause_ms + BACKCHANNEL_WINDOW_MS:
+        if not cfg.backchannel_pause_ms <= silence_ms < cfg.backchannel_pause_ms + cfg.backchannel_window_ms:
             return False
         if eot_score is None:
             return False  # the words of the pause are not in: it may be the turn's end

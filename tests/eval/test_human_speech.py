@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from duplex.audio.level import block_db
-from duplex.eval.families import backchannel_jsd, family_report, js_distance
+from duplex.eval.families import backchannel_jsd, family_report, js_distance, scenario_backchannels
 from duplex.eval.human_scenarios import HUMAN_PLAN, make_human_scenarios
 from duplex.eval.human_speech import SOURCES, HumanSpeechMissing, human_clips, is_held_out
 from duplex.eval.scenarios import load_scenarios
@@ -149,6 +149,21 @@ def test_backchannel_jsd_rewards_backchannels_in_the_gaps():
     off = backchannel_jsd([1000.0, 5000.0], gaps, 10000.0)
     assert backchannel_jsd([], gaps, 10000.0) == 1.0  # none: Full-Duplex-Bench's 1
     assert in_gaps < 0.5 < off
+
+
+def test_a_backchannel_after_the_users_last_words_is_not_in_a_gap(tmp_path):
+    # The story ends at 8 s; the agent says "mhm" in the turn's last pause, at 8.3 s.
+    row = {
+        "id": "s",
+        "duration_ms": 12000.0,
+        "expectations": [_no_take(3000, 3800, False), {"behaviour": "take_turn", "end_ms": 8000.0}],
+    }
+    late = scenario_backchannels(row, [{"type": "agent.backchannel", "t_ms": 8300.0}])
+    in_gap = scenario_backchannels(row, [{"type": "agent.backchannel", "t_ms": 3200.0}])
+    assert in_gap["jsd"] < 0.5
+    # nothing where the reference is: the largest distance, sqrt(ln 2); it scored ~0.65 as
+    # a uniform histogram when the bins stopped at the user's last words
+    assert late["jsd"] == pytest.approx(math.sqrt(math.log(2)), abs=1e-3)
 
 
 def _fake_run(tmp_path, rows, events):

@@ -6,6 +6,8 @@ part only); the verdicts are the evaluation harness's.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from duplex.eval.human_scenarios import make_human_scenarios
@@ -52,3 +54,11 @@ def test_a_story_with_gaps_between_sentences_keeps_the_turn(runtime, tmp_path):
     gaps = [v for v in result["expectations"] if v["behaviour"] == "no_take"]
     assert len(gaps) >= 3 and all(v["status"] == "pass" for v in gaps), result
     assert [v["status"] for v in result["expectations"] if v["behaviour"] == "take_turn"] == ["pass"], result
+    # The agent says "mhm" in the gaps (they are 4-5 s apart here), and not over the
+    # user's sentences.
+    events = [json.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
+    mhm = [e["t_ms"] for e in events if e["type"] == "agent.backchannel"]
+    last_words = max(v["end_ms"] for v in result["expectations"] if v["behaviour"] == "take_turn")
+    in_gaps = [t for t in mhm if any(g["onset_ms"] <= t <= g["end_ms"] for g in gaps)]
+    assert len(in_gaps) >= 2, (mhm, gaps)
+    assert all(t in in_gaps or t > last_words for t in mhm), (mhm, gaps)
