@@ -88,6 +88,11 @@ class _FinalRead:
         return UserTranscriptFinal(t_ms, self.text, self.span[0], self.span[1])
 
 
+# A stretch of a turn is reused (its final not read again) when the user paused this
+# long after it: a shorter gap is inside a phrase, and the words need each other.
+REUSE_AFTER_PAUSE_MS = 500.0
+
+
 @dataclass
 class _Heard:
     """What one tick's listen found, as the turn-taker gets it."""
@@ -323,14 +328,16 @@ class Hearing:
         if not known or known[0][0] != a.start_ms:
             known = []
         seg_start = a.start_ms
-        if known:
+        while known:
             resumed = [o for o in self.voice.onsets if known[-1][1] < o < a.end_ms]
-            if resumed and resumed[0] - known[-1][1] >= 500:
+            if resumed and resumed[0] - known[-1][1] >= REUSE_AFTER_PAUSE_MS:
                 seg_start = resumed[0] - 100
-            else:
-                # A short gap between words: transcribe the whole span, the recognizer
-                # needs the context (a lone "France" is easily misheard).
-                known = []
+                break
+            # A short gap after this stretch: read it again with what follows, the
+            # recognizer needs the context (a lone "France" is easily misheard). The
+            # stretches before it, each ended by a real pause, are kept: a story's
+            # next final reads from its last pause, not from the story's first word.
+            known.pop()
         final.segments = list(known)
         head = " ".join(sg[2].rstrip(".") for sg in known if sg[2])  # a pause is not a full stop
         if seg_start >= a.end_ms:

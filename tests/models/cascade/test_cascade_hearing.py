@@ -182,3 +182,35 @@ def test_a_final_cancelled_after_its_read_leaves_no_words_for_the_next(scripted_
     assert finals == ["How far away is the moon?"]
     assert session.hearing.final.segments == [(0.0, 1000.0, "How far away is the moon?")]
     session.close()
+
+
+def test_a_short_gap_rereads_only_the_stretch_before_it_not_the_whole_turn(scripted_config):
+    # A story: 1 s of speech, a 0.7 s pause, 0.5 s, a 0.2 s gap inside a phrase, 0.5 s.
+    # The last final reads again the stretch the short gap cut (it needs its context),
+    # and reuses the first one, which a real pause ended.
+    stages = CascadeStages(
+        vad=lambda: EnergyVad(),
+        asr=lambda: ScriptedAsr(),  # "speech of N ms.": how much audio each read got
+        llm=lambda: ScriptedLlm(),
+        tts=lambda: ToneTts(16000),
+    )
+    session = CascadeModel.from_config(scripted_config, stages).open_session(
+        "t", lambda name, background=False: InlineLane(name)
+    )
+    frame = scripted_config.frame_samples
+    frame_ms = scripted_config.audio.frame_ms
+    audio = np.concatenate([tone(1.0), silence(0.7), tone(0.5), silence(0.2), tone(0.5), silence(0.6)])
+    asks = {1088.0: 1000.0, 2304.0: 2200.0, 3008.0: 2900.0}  # stream time of the ask: end of speech
+    finals, t = [], 0.0
+    for i in range(0, len(audio) - frame + 1, frame):
+        heard = session.listen(audio[i : i + frame], t)
+        finals += [e.text for e in heard.events if e.type == "user.transcript.final"]
+        if t in asks:
+            session.act([Transcribe(0.0, asks[t], draft=False)], t)
+        t += frame_ms
+    assert len(finals) == 3, finals
+    segments = session.hearing.final.segments
+    assert len(segments) == 2 and segments[0][0] == 0.0 and segments[1][0] > 1500, segments
+    last_read_ms = int(finals[-1].split("speech of ")[-1].split(" ms")[0])
+    assert last_read_ms < 1800  # the stretch from the real pause on, not the turn's 2.9 s
+    session.close()
