@@ -209,7 +209,7 @@ class UserTurn:
 
     open: bool = False
     start_ms: float = 0.0
-    speech_end_ms: float = 0.0
+    speech_end_ms: float = 0.0  # the turn's last voice, which its pause is timed from
     requested_end_ms: float = -1.0  # end of the span last sent for transcription (-1: none)
     final_text: str | None = None
     eot_score: float | None = None

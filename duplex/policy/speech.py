@@ -52,6 +52,8 @@ class SpeechFrame:
         onset_ms: start of the current (or last) stretch.
         last_voice_ms: end of the last frame judged speech.
         voiced_ms: voiced time in the current stretch.
+        pending: a run of voiced frames, not a stretch yet, that may still become the
+            user's speech (``SpeechDetector.pending``).
     """
 
     end_ms: float
@@ -62,6 +64,7 @@ class SpeechFrame:
     onset_ms: float
     last_voice_ms: float
     voiced_ms: float
+    pending: bool = False
 
     @property
     def silence_ms(self) -> float:
@@ -137,7 +140,18 @@ class SpeechDetector:
             onset_ms=self.onset_ms,
             last_voice_ms=self.last_voice_ms,
             voiced_ms=self.voiced_ms,
+            pending=self.pending,
         )
+
+    @property
+    def pending(self) -> bool:
+        """A run of voiced frames is under way, not a stretch yet, and may still become
+        the user's speech: it reached the user's level, or it is too young to tell (a soft
+        first syllable; ``SOFT_ONSET_MS``). A run that stays below the user's level longer
+        is background talk and holds nothing."""
+        if self.active or self._run_ms == 0.0:
+            return False
+        return self._run_loud_ms is not None or self._run_ms < SOFT_ONSET_MS
 
 
 class UserLevel:

@@ -264,16 +264,21 @@ class TurnTaker:
         u = self._user
         if not u.open:
             return
-        u.speech_end_ms = heard.last_voice_ms
-        silence = heard.silence_ms
+        # A frame fallen to silence by its level, while the VAD still says voice (it lags
+        # the real end by a frame or three): the transcript is asked for at the first one,
+        # so the answer's chain starts that much sooner.
+        quiet = heard.voiced and self.levels.quiet(signals.energy_db)
+        if heard.voiced and not (quiet and u.within_quiet_grace(heard.last_voice_ms)):
+            # The turn's pause is timed from its last voice: not from the quiet tail the
+            # VAD still voices after the transcript was asked at it, nor from a blip in
+            # the pause that never became speech (the detector's own last voice moves
+            # with both).
+            u.speech_end_ms = heard.last_voice_ms
+        silence = heard.end_ms - u.speech_end_ms
         # Taken even inside the hangover: a transcript asked at a quiet frame may be back
         # before the VAD lets go (voice again below drops it).
         u.hear_final(signals)
         if heard.active:
-            # A frame fallen to silence by its level, while the VAD still says voice (it
-            # lags the real end by a frame or three): the transcript is asked for here,
-            # so the answer's chain starts that much sooner.
-            quiet = heard.voiced and self.levels.quiet(signals.energy_db)
             if heard.voiced and not quiet:
                 u.quiet_spent = False
             if heard.voiced and u.asked and not (quiet and u.within_quiet_grace(heard.last_voice_ms)):
@@ -286,6 +291,8 @@ class TurnTaker:
             elif quiet and self.auto_turns and not u.quiet_spent and self.endpointing.ask_on_quiet(u):
                 actions.append(u.request_final(on_quiet=True))
             return
+        if heard.pending:
+            return  # a run of voice that may be the user going on: nothing is decided in it
         if self.auto_turns and self.endpointing.ask_after_speech(u, silence):
             if self.endpointing.too_short(u):
                 self._user = UserTurn()  # a click or a cough: no turn
@@ -293,7 +300,9 @@ class TurnTaker:
             actions.append(u.request_final())
             return
         may_go_on = u.context is not None and u.context.may_go_on
-        if self.auto_turns and self.backchannels.due(t_ms, u.speech_ms, silence, u.eot_score, may_go_on):
+        # The agent's "mhm" waits for the pause the VAD hears (its last voice, tail and all):
+        # a gap shorter than that is the user drawing breath, not a pause to fill.
+        if self.auto_turns and self.backchannels.due(t_ms, u.speech_ms, heard.silence_ms, u.eot_score, may_go_on):
             actions.append(Backchannel())
         if u.final_text is None:
             return

@@ -3,6 +3,7 @@ driven frame by frame with known signals."""
 
 from __future__ import annotations
 
+import pytest
 from listen_signals import FRAME_MS, heard
 
 from duplex.config import BargeInConfig, TurnConfig
@@ -145,6 +146,64 @@ def test_a_transcript_back_before_the_vad_lets_go_is_taken():
             assert i < 40  # ~200 ms after the VAD's end, not never
             return
     raise AssertionError("the turn was never taken")
+
+
+def _taken(tt: TurnTaker, levels: list[float | None], text: str, eot_score: float) -> tuple[int, float] | None:
+    """Feed ``tt`` frames the VAD voices at ``levels`` (dBFS; None: silence); the final
+    ``text`` comes back 4 frames after it is asked. The frame the turn is taken at and
+    the end of speech it was taken for; None if never."""
+    asked: tuple[Transcribe, int] | None = None
+    for i, db in enumerate(levels):
+        back = asked is not None and i == asked[1] + 4
+        signals = ListenSignals(
+            vad_prob=0.0 if db is None else 0.95,
+            energy_db=-90.0 if db is None else db,
+            final_text=text if back else None,
+            final_end_ms=asked[0].end_ms if back and asked else 0.0,
+            eot_score=eot_score if back else None,
+        )
+        actions, events = tt.update(i * FRAME_MS, signals, AgentStatus())
+        asked = next(((a, i) for a in actions if isinstance(a, Transcribe)), asked)
+        taken = next((e for e in events if e.type == "turn.taken"), None)
+        if taken is not None:
+            return i, taken.end_of_speech_ms
+    return None
+
+
+def test_the_pause_runs_from_the_first_quiet_frame_not_from_the_vads_tail():
+    # The VAD voices three frames of the decay 35 dB under the speech after its real end
+    # (frame 22): the pause, and the 200 ms a finished question waits, start at the
+    # first of them, not two frames after the VAD lets go.
+    tt = TurnTaker(TurnConfig(preempt_silence_ms=32, min_end_silence_ms=200), BargeInConfig(), FRAME_MS)
+    levels: list[float | None] = [None] * 3 + [-22.0] * 20 + [-57.0, -60.0, -61.0] + [None] * 30
+    taken = _taken(tt, levels, "What time is it?", 0.95)
+    assert taken is not None
+    frame, end_ms = taken
+    assert end_ms == 24 * FRAME_MS  # the end of the first quiet frame
+    assert frame == 30  # 200 ms after it (the VAD's own end, 26 * 32 ms, would take it at 32)
+
+
+def test_a_blip_in_the_pause_neither_restarts_it_nor_lets_the_turn_be_taken_inside_it():
+    # A statement is held 1.4 s. 600 ms into the pause two voiced frames (a click, a
+    # breath, the room) come and go without becoming speech: the hold still runs from
+    # the end of the words.
+    speech: list[float | None] = [None] * 3 + [-22.0] * 31
+    blip = [None] * 18 + [-24.0] * 2
+    tt = TurnTaker(HOLD, BargeInConfig(), FRAME_MS)
+    taken = _taken(tt, speech + blip + [None] * 60, "It happened twice this week.", 0.9)
+    assert taken is not None
+    frame, end_ms = taken
+    assert end_ms == 34 * FRAME_MS
+    assert (frame + 1) * FRAME_MS - end_ms == pytest.approx(HOLD.hold_pause_ms, abs=FRAME_MS)
+    # A finished question is answered at its short pause; voice that starts just then may
+    # be the user going on: nothing is decided while it lasts, and it is answered as soon
+    # as it dies without becoming speech.
+    tt = TurnTaker(TurnConfig(preempt_silence_ms=32, min_end_silence_ms=200), BargeInConfig(), FRAME_MS)
+    taken = _taken(tt, speech + [None] * 5 + [-24.0] * 2 + [None] * 20, "What time is it?", 0.95)
+    assert taken is not None
+    frame, end_ms = taken
+    assert end_ms == 34 * FRAME_MS
+    assert frame == 34 + 5 + 2 + 1  # at the frame its two-frame hangover ends
 
 
 # The default profile's hold (``configs/default.toml``; the dataclass keeps it off).
