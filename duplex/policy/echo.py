@@ -158,13 +158,18 @@ class EchoEstimator:
         """Update with this tick and say whether ``clean_frame`` is (residual) echo or quiet.
 
         ``mic_frame``, the raw microphone frame before cancellation, enables the
-        double-talk detector.
+        double-talk detector; a raw frame below ``floor_db`` explains any cleaned one
+        (the canceller cannot have heard the user in it).
         """
         level = self.update(clean_frame, played_frame)
         self.correlation = None
         if mic_frame is not None and self.dt_corr > 0:
             self.correlation = self._envelope_correlation(mic_frame, played_frame)
         if level < self.floor_db:
+            return True
+        if mic_frame is not None and frame_db(mic_frame) < self.floor_db:
+            # The microphone heard nothing (a headset, a file with no echo in it): what
+            # the canceller's output holds is its own estimate of an echo, not the user.
             return True
         if self._reference < self.active_db:
             return False

@@ -268,7 +268,8 @@ class TurnTaker:
         # the real end by a frame or three): the transcript is asked for at the first one,
         # so the answer's chain starts that much sooner.
         quiet = heard.voiced and self.levels.quiet(signals.energy_db)
-        if heard.voiced and not (quiet and u.within_quiet_grace(heard.last_voice_ms)):
+        quiet_tail = quiet and u.within_quiet_grace(heard.last_voice_ms)  # the VAD's lag after it
+        if heard.voiced and not quiet_tail:
             # The turn's pause is timed from its last voice: not from the quiet tail the
             # VAD still voices after the transcript was asked at it, nor from a blip in
             # the pause that never became speech (the detector's own last voice moves
@@ -281,7 +282,7 @@ class TurnTaker:
         if heard.active:
             if heard.voiced and not quiet:
                 u.quiet_spent = False
-            if heard.voiced and u.asked and not (quiet and u.within_quiet_grace(heard.last_voice_ms)):
+            if heard.voiced and u.asked and not quiet_tail:
                 # Voice again inside the hangover (or quiet voice going on): the
                 # transcript asked for (below) ends too early.
                 u.quiet_spent = quiet

@@ -47,6 +47,33 @@ def test_estimator_without_agent_audio():
     assert verdicts[0] and not verdicts[-1]
 
 
+def test_what_the_canceller_makes_of_a_silent_microphone_is_not_the_user(echo_speech):
+    """With no echo path (a headset, a file), the microphone is silent while the agent
+    speaks, but a canceller whose filter learned something leaves its estimate of the
+    echo in its output: speech-shaped, as loud as speech. The raw microphone says that
+    nobody spoke; the same frames with the user in the microphone are the user."""
+    far, near = echo_speech["far"], echo_speech["near"]
+    silent = np.zeros(FRAME, np.float32)
+    est = EchoEstimator(FRAME_MS)
+    for p in far.reshape(-1, FRAME)[:20]:
+        est.explained(silent, p, silent)  # no echo: the residual learned is nothing
+    made = 0.5 * far  # the canceller's misadjusted estimate, subtracted from silence
+    frames = list(zip(made.reshape(-1, FRAME), far.reshape(-1, FRAME), strict=True))
+    loud = [k for k, (c, _) in enumerate(frames) if np.sqrt(np.mean(c**2)) > 0.01]
+    assert len(loud) > 20
+    verdicts = [est.explained(c, p, silent) for c, p in frames]
+    assert all(verdicts[k] for k in loud)
+    # The user's voice in the microphone (and so in the output): not explained.
+    est = EchoEstimator(FRAME_MS)
+    for p in far.reshape(-1, FRAME)[:20]:
+        est.explained(silent, p, silent)
+    n = min(len(near), len(far)) // FRAME * FRAME
+    user = near[:n].reshape(-1, FRAME)
+    verdicts = [est.explained(u, p, u) for u, p in zip(user, far[:n].reshape(-1, FRAME), strict=True)]
+    spoken = [k for k, u in enumerate(user) if np.sqrt(np.mean(u**2)) > 0.01]
+    assert len(spoken) > 20 and np.mean([not verdicts[k] for k in spoken]) > 0.9
+
+
 def test_double_talk_is_heard_at_the_echo_level_before_cancellation_converges(echo_speech):
     """The user talks as loud as the echo, and nothing is cancelled yet (the first
     seconds of a session): level cannot tell them apart, the envelope can."""

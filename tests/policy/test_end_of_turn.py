@@ -148,6 +148,10 @@ def test_a_transcript_back_before_the_vad_lets_go_is_taken():
     raise AssertionError("the turn was never taken")
 
 
+# The default profile's hold (``configs/default.toml``; the dataclass keeps it off).
+HOLD = TurnConfig(hold_pause_ms=1400)
+
+
 def _taken(tt: TurnTaker, levels: list[float | None], text: str, eot_score: float) -> tuple[int, float] | None:
     """Feed ``tt`` frames the VAD voices at ``levels`` (dBFS; None: silence); the final
     ``text`` comes back 4 frames after it is asked. The frame the turn is taken at and
@@ -204,10 +208,6 @@ def test_a_blip_in_the_pause_neither_restarts_it_nor_lets_the_turn_be_taken_insi
     frame, end_ms = taken
     assert end_ms == 34 * FRAME_MS
     assert frame == 34 + 5 + 2 + 1  # at the frame its two-frame hangover ends
-
-
-# The default profile's hold (``configs/default.toml``; the dataclass keeps it off).
-HOLD = TurnConfig(hold_pause_ms=1400)
 
 
 def _turn_taken_after_parts(parts: list[tuple[str, int]], eot_score: float) -> float | None:
