@@ -6,12 +6,15 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 LLAMA_CPP_VERSION := 0.3.36
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS := -DGGML_OPENMP=OFF
 
 FW_VENV := .venv-frameworks
 
 .PHONY: install install-torch install-ray frameworks-venv system-deps demo test lint eval bench bench-model clean
 
-install: $(VENV)/.installed
+LLAMA_STAMP := $(VENV)/.installed-llama-$(LLAMA_CPP_VERSION)-no-openmp
+
+install: $(LLAMA_STAMP)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,18 +24,28 @@ $(VENV)/.installed: pyproject.toml
 	# llama.cpp compiles for the CPU it builds on (-march=native) but without AMX: some VMs
 	# advertise AMX tiles and fault on them (SIGILL in ggml's AMX matmul). Never from pip's
 	# wheel cache: a wheel built natively on another CPU can hold instructions this one lacks.
-	CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" $(PIP) install -q --no-cache-dir 'llama-cpp-python==$(LLAMA_CPP_VERSION)'
+	# Without OpenMP: with it, the LLM and the end-of-turn model, driven from two threads,
+	# make libgomp count more threads than cores and stop spinning, and the LLM's tokens
+	# take ~60% longer in real time (models/llm.md, "OpenMP").
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" $(PIP) install -q --no-cache-dir 'llama-cpp-python==$(LLAMA_CPP_VERSION)'
 	$(PIP) install -q -e '.[dev]'
 	# Smart Turn v3.2 (the optional acoustic end of turn): one file out of the pipecat-ai
 	# wheel, downloaded with --no-deps; pipecat and its dependencies are not installed.
 	$(PY) models/scripts/fetch_smart_turn.py
 	touch $@
 
+# An environment made before llama.cpp was built without OpenMP gets it rebuilt (once).
+$(LLAMA_STAMP): $(VENV)/.installed
+	$(PY) -c "import llama_cpp, sys; sys.exit('OPENMP = 1' in llama_cpp.llama_print_system_info().decode())" || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" \
+	  $(PIP) install -q --no-cache-dir --no-deps --force-reinstall 'llama-cpp-python==$(LLAMA_CPP_VERSION)'
+	touch $@
+
 # The codec-LM backend: pinned CPU torch (the local wheel; never unpinned, pip would fetch a
 # multi-GB CUDA build) and moshi's model code without its pins and server dependencies.
 install-torch: $(VENV)/.installed-torch
 
-$(VENV)/.installed-torch: $(VENV)/.installed
+$(VENV)/.installed-torch: $(LLAMA_STAMP)
 	$(PIP) install -q -e '.[torch]'
 	$(PIP) install -q --no-deps moshi==0.2.13
 	touch $@
@@ -50,7 +63,7 @@ $(FW_VENV)/.installed: tests/frameworks/requirements.txt
 # Ray Serve for `duplex serve --replicas N` (docs/deploy.md); its tests run in `make test`.
 install-ray: $(VENV)/.installed-ray
 
-$(VENV)/.installed-ray: $(VENV)/.installed
+$(VENV)/.installed-ray: $(LLAMA_STAMP)
 	$(PIP) install -q -e '.[ray]'
 	touch $@
 

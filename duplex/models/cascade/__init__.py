@@ -7,8 +7,7 @@ plays exactly one output frame (speak). Long work runs on lanes:
 - *hearing* (``hearing.py``): the listen lane transcribes a final at a pause,
   scores its end of turn and, when it reads as unfinished, takes a second look
   (n-best re-ranked); a background partial lane transcribes while the user talks
-  and scores each partial's end of turn too, so a final that reads the same
-  finds it cached;
+  (the partials prefill the LLM's prompt);
 - *responding* (``responding.py``, ``draft.py``): the respond lane drafts the
   answer: LLM text, cut into clauses (``clauses.py``), each clause synthesized
   as soon as it is complete, so the first audio comes while the LLM still writes

@@ -3,8 +3,8 @@
 Per tick ``listen`` runs the VAD on the input frame and collects what the two
 hearing lanes finished:
 
-- the *partial* lane (background) transcribes while the user talks, and scores
-  each partial's end of turn too, so a final that reads the same finds it cached;
+- the *partial* lane (background) transcribes while the user talks (the partials
+  prefill the LLM's prompt; their end of turn is not scored);
 - the *listen* lane transcribes a final when the turn-taker asks (``transcribe``):
   a turn resumed after a pause reuses the finals of its earlier stretches and reads
   only the new one; the final's end of turn is scored, and when it reads as
@@ -295,7 +295,7 @@ class Hearing:
         if len(audio) < self.rate * 0.4:
             return
         partials.last_ms = frame_end
-        job = partial_job(audio, self.asr_partial, self.eou)
+        job = partial_job(audio, self.asr_partial)
         partials.job = self.partial_lane.submit("asr-partial", job, frame_end)
 
     def restart_partials(self, floor_ms: float) -> None:

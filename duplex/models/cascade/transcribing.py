@@ -22,18 +22,17 @@ from duplex.models.cascade.results import (
 from duplex.models.stages import EndOfUtteranceScorer, SpeechRecognizer
 
 
-def partial_job(
-    audio: np.ndarray, asr: SpeechRecognizer, eou: EndOfUtteranceScorer | None
-) -> Callable[[], Iterator[HearingResult]]:
-    """The partial lane's job: transcribe the speech so far, and score its end of turn."""
+def partial_job(audio: np.ndarray, asr: SpeechRecognizer) -> Callable[[], Iterator[HearingResult]]:
+    """The partial lane's job: transcribe the speech so far.
+
+    Its end of turn is not scored here. In real time a pass still running when the
+    final is asked made the final ~50 ms slower, and a final read at the first quiet
+    frame seldom reads the same words as the last partial, so the cached score was
+    seldom used (models/eou.md, "Partials no longer scored").
+    """
 
     def job() -> Iterator[HearingResult]:
-        text = asr.transcribe(audio).text.strip()
-        yield Partial(text)
-        if eou is not None and text:
-            # Scored now, in the partial's own lane: a final that reads the same
-            # words (most do) finds its score cached and skips the pass.
-            eou.end_score(text)
+        yield Partial(asr.transcribe(audio).text.strip())
 
     return job
 

@@ -176,6 +176,21 @@ def _init_backend() -> None:
         with suppress_stdout_stderr(disable=False):
             llama_cpp.llama_backend_init()
         _backend_initialized = True
+        if built_with_openmp():
+            log.warning(
+                "llama.cpp was built with OpenMP: the LLM and the end-of-turn model, run from "
+                "two threads, make libgomp stop spinning its workers, and the LLM's tokens take "
+                "~60%% longer in real time on 2 cores. Rebuild it without: CMAKE_ARGS=-DGGML_OPENMP=OFF "
+                "pip install --force-reinstall --no-deps --no-cache-dir llama-cpp-python (make install does)"
+            )
+
+
+def built_with_openmp() -> bool:
+    """The loaded llama.cpp's CPU backend runs its threads with OpenMP (``make install``
+    builds it without: models/llm.md, "OpenMP")."""
+    import llama_cpp
+
+    return "OPENMP = 1" in llama_cpp.llama_print_system_info().decode(errors="replace")
 
 
 class LlamaWeights:

@@ -108,3 +108,12 @@ def test_models_check_says_where_the_re_encoded_copy_is(cache) -> None:
     assert before.ok and "loaded as Q8_0, made at first load" in before.detail
     copy = reencoded(default_model_path(), smol.reencoded_as)
     assert f"cached at {copy}" in check(smol, verify_hash=False).detail
+
+
+def test_llama_cpp_is_built_without_openmp() -> None:
+    """``make install`` builds llama.cpp with ``-DGGML_OPENMP=OFF``: with OpenMP, the LLM and
+    the end-of-turn model driven from two threads throttle each other's workers (the LLM's
+    tokens ~60% slower in real time on 2 cores, models/llm.md)."""
+    from duplex.models.llamacpp.gguf import built_with_openmp
+
+    assert not built_with_openmp()
