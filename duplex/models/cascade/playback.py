@@ -106,8 +106,11 @@ class Playback:
             self.last_frame_speech = False  # not a response: the state stays listening
             events.append(AgentAudio(t_ms, "", frame, self.out_rate, aside=True))
             return self._result(frame, events)
-        if draft is not None:
-            self._aside = self._aside[:0]  # an answer starts: the rest of a "mhm" would come after it
+        if draft is not None and len(self._aside):
+            # An answer starts: the rest of a "mhm" would come after it. Only the echo
+            # tail of what was played is left of the aside.
+            self._aside = self._aside[:0]
+            self._aside_ms = min(self._aside_ms, ASIDE_ECHO_TAIL_MS)
         if draft is None or self.paused:
             self.last_frame_speech = False
             self.echo_db = SILENCE_DB
