@@ -180,7 +180,7 @@ def _init_backend() -> None:
             log.warning(
                 "llama.cpp was built with OpenMP: the LLM and the end-of-turn model, run from "
                 "two threads, make libgomp stop spinning its workers, and the LLM's tokens take "
-                "~60%% longer in real time on 2 cores. Rebuild it without: CMAKE_ARGS=-DGGML_OPENMP=OFF "
+                "~60% longer in real time on 2 cores. Rebuild it without: CMAKE_ARGS=-DGGML_OPENMP=OFF "
                 "pip install --force-reinstall --no-deps --no-cache-dir llama-cpp-python (make install does)"
             )
 
