@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 
 # An environment made before llama.cpp was built without OpenMP gets it rebuilt (once).
 $(LLAMA_STAMP): $(VENV)/.installed
-	$(PY) -c "import llama_cpp, sys; sys.exit('OPENMP = 1' in llama_cpp.llama_print_system_info().decode())" || \
+	$(PY) -c "import sys; from duplex.models.llamacpp.gguf import built_with_openmp; sys.exit(built_with_openmp())" || \
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" \
 	  $(PIP) install -q --no-cache-dir --no-deps --force-reinstall 'llama-cpp-python==$(LLAMA_CPP_VERSION)'
 	touch $@
