@@ -32,6 +32,12 @@ class AsrConfig:
     # If the reading chosen still reads as unfinished, a wider look: the same audio in a
     # window this wide (seconds), its readings pooled with the first ones (~130 ms; 0: off).
     wide_window_s: int = 12
+    # A final the turn-taker holds for its form (a statement: it waits turn.hold_pause_ms)
+    # gets one look when it asks (LookAgain): the reading found replaces the words only if
+    # the LM finds it this many nats a token likelier: a mis-heard question reads as word
+    # salad, 2.7-6.3 nats below the right words; "Do listen to it." is 1.1 below "Do you
+    # listen to it?" (models/eou.md). 0: any other reading; a large value: none.
+    held_look_gain: float = 2.0
     partial_interval_ms: int = 480
     max_utterance_s: float = 28.0
 

@@ -55,6 +55,22 @@ class Transcribe(Action):
 
 
 @dataclass(frozen=True)
+class LookAgain(Action):
+    """Read the final transcript of [start_ms, end_ms] once more: the recognizer's other
+    readings, re-ranked by a language model (``asr_rescore``).
+
+    The turn-taker asks it of a final it would hold only for its form (a statement,
+    not a question or a request): it waits over a second anyway, and a mis-heard
+    question often reads as a statement ("You wrote Romino and do it yet." for "Who
+    wrote Romeo and Juliet?"). A reading that differs comes back as a final for the
+    same span; a model without a second look ignores this.
+    """
+
+    start_ms: float
+    end_ms: float
+
+
+@dataclass(frozen=True)
 class DiscardDraft(Action):
     """The user went on speaking: throw away any transcript/response drafted so far."""
 

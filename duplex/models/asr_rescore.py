@@ -64,6 +64,8 @@ class Looker(Protocol):
 
     def looks(self, audio: np.ndarray) -> Iterator[Transcript]: ...
 
+    def other_reading(self, audio: np.ndarray, words: str, min_gain: float) -> Transcript | None: ...
+
 
 class LmRescoredRecognizer:
     """A recognizer whose n-best readings are re-ranked by a language model.
@@ -123,6 +125,28 @@ class LmRescoredRecognizer:
             if text and len(text.split()) >= least and score > pooled.get(text, -float("inf")):
                 pooled[text] = score
         yield self._choose(replace(heard, compute_ms=first.compute_ms + wide.compute_ms), pooled)
+
+    def other_reading(self, audio: np.ndarray, words: str, min_gain: float) -> Transcript | None:
+        """The first look's reading of ``audio`` where it is not ``words`` and the language
+        model finds it at least ``min_gain`` nats a token more likely; else None.
+
+        For words that read as a finished sentence: the re-ranking alone would trade a
+        correct statement for a question the LM likes a little better ("Do listen to it."
+        -> "Do you listen to it?", 1.1 nats). A mis-hearing reads as word salad, and the
+        right words are far likelier ("The road rode on the internet" -> "Who wrote Romeo
+        and Juliet?", 3.5 nats).
+        """
+        again = next(self.looks(audio), None)
+        if again is None:
+            return None
+        better = again.text.strip()
+        if not better or better == words.strip():
+            return None
+        start = time.perf_counter()
+        new, old = self.scorer.text_logprobs([better, words])  # ``words`` were read for their score: cached
+        if new is None or old is None or new - old < min_gain:
+            return None
+        return replace(again, compute_ms=again.compute_ms + (time.perf_counter() - start) * 1000.0)
 
     def _choose(self, heard: Transcript, readings: dict[str, float]) -> Transcript:
         """The reading with the best recognizer + weighted LM score, as ``heard``'s text."""

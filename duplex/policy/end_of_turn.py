@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 
 from duplex.config import TurnConfig
-from duplex.models.actions import Transcribe
+from duplex.models.actions import LookAgain, Transcribe
 from duplex.models.base import ListenSignals
 
 # Words after which an English utterance is rarely complete.
@@ -48,7 +48,8 @@ QUIET_GRACE_MS = 128.0
 # embedded: "I wonder why ..."), a request's object ("tell me"), a modal opening
 # ("can you").
 _ASKING = frozenset(
-    ["what", "who", "whom", "whose", "how", "why", "where", "which", "whether", "me", "us"]
+    ["what", "who", "whom", "whose", "how", "why", "where", "which", "whether", "me", "us",
+     "what's", "who's", "how's", "why's", "where's"]  # "What's the weather like in Paris"
 )
 # An auxiliary opens a question only before its subject ("do you", not "do listen").
 _AUXILIARIES = frozenset(
@@ -169,6 +170,13 @@ class TurnContext:
         )
 
     @property
+    def held_for_form(self) -> bool:
+        """Only the words' form holds the turn: they tell rather than ask (a statement),
+        with no story under way and no number going on. A mis-heard question often
+        reads so, and a look at the recognizer's other readings may find it."""
+        return not (self.addressed or self.asks or self.narrating or self.open_number)
+
+    @property
     def may_go_on(self) -> bool:
         """A finished sentence here is often followed by more after a pause (a story, a
         statement the user goes on from, the next group of digits)."""
@@ -217,6 +225,7 @@ class UserTurn:
     narrating: bool = False  # went on after a pause whose words sounded finished
     interrupting: bool = False  # the turn began by cutting the agent off
     asked_on_quiet: bool = False  # the transcript was asked for at a quiet frame the VAD still voiced
+    looked_again: bool = False  # a look at the final's other readings was asked for (``LookAgain``)
     quiet_spent: bool = False  # quiet voice went on past the grace: no quiet ask until loud voice again
 
     @property
@@ -234,7 +243,16 @@ class UserTurn:
         ``on_quiet``: asked at a frame fallen to silence that the VAD still voiced."""
         self.requested_end_ms = self.speech_end_ms
         self.asked_on_quiet = on_quiet
+        self.looked_again = False
         return Transcribe(self.start_ms, self.speech_end_ms, draft=True)
+
+    def look_again(self) -> LookAgain | None:
+        """Ask once for another look at a final held only for its form
+        (``TurnContext.held_for_form``): the turn waits over a second anyway."""
+        if self.looked_again or self.context is None or not self.context.held_for_form:
+            return None
+        self.looked_again = True
+        return LookAgain(self.start_ms, self.requested_end_ms)
 
     def within_quiet_grace(self, last_voice_ms: float) -> bool:
         """Asked at a quiet frame, and the VAD's voice since then is no longer than its

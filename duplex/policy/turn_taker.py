@@ -279,6 +279,9 @@ class TurnTaker:
         # Taken even inside the hangover: a transcript asked at a quiet frame may be back
         # before the VAD lets go (voice again below drops it).
         u.hear_final(signals)
+        look = u.look_again() if self.auto_turns and u.final_text else None
+        if look is not None:
+            actions.append(look)
         if heard.active:
             if heard.voiced and not quiet:
                 u.quiet_spent = False

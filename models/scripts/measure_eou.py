@@ -99,6 +99,10 @@ class Scored:
     semantic: float | None  # the EOU model's end_score
     score: float
     pause_ms: float
+    # The pause with the look the turn-taker asks for at a final held for its form (a
+    # statement: ``LookAgain``), and the words that look read ("" where none was asked).
+    looked_pause_ms: float = 0.0
+    looked_text: str = ""
 
 
 def auc(positives: list[float], negatives: list[float]) -> float:
@@ -134,7 +138,7 @@ def main() -> None:
         final_recognizer,
         second_look_recognizer,
     )
-    from duplex.policy.end_of_turn import blend_end_of_turn, pause_needed_ms
+    from duplex.policy.end_of_turn import TurnContext, blend_end_of_turn, pause_needed_ms
 
     cfg = load_config(args.config, overrides=args.set)
     if cfg.models.eou.engine not in ("llamacpp", "lexical"):
@@ -173,16 +177,29 @@ def main() -> None:
         heard = asr.transcribe(audio)
         text = heard.text
         p = eou.end_score(text) if eou is not None and text else None
+        looked = False
         if second_look is not None and eou is not None and p is not None:
             # as the cascade's final job does
             below = cfg.models.asr.rescore_below
+            looked = p < below
             for step in look_again(second_look, audio, text, p, eou.end_score, below):
                 if step is not None:
                     heard, p = step
                     text = heard.text
         score = blend_end_of_turn(text, p)
-        pause = pause_needed_ms(score, cfg.turn)
-        rows.append(Scored(name, kind, sentence, voice, text, heard.confidence, p, score, pause))
+        # The turn-taker's pause: a statement (not a question or a request) is held.
+        context = TurnContext.of(text)
+        pause = pause_needed_ms(score, cfg.turn, context)
+        row = Scored(name, kind, sentence, voice, text, heard.confidence, p, score, pause, pause)
+        if second_look is not None and eou is not None and text and not looked and context.held_for_form:
+            # held for its form: the turn-taker asks for one look (``LookAgain``)
+            again = second_look.other_reading(audio, text, cfg.models.asr.held_look_gain)
+            words = again.text.strip() if again is not None else ""
+            if words:
+                row.looked_text = words
+                looked_score = blend_end_of_turn(words, eou.end_score(words))
+                row.looked_pause_ms = pause_needed_ms(looked_score, cfg.turn, TurnContext.of(words))
+        rows.append(row)
 
     print(f"profile {args.config} {' '.join(args.set)}; {len(VOICES)} espeak-ng voices\n")
     print(
@@ -191,18 +208,24 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|")
     for name in sets:
-        fin = [r for r in rows if r.set == name and r.kind == "finished"]
-        frag = [r for r in rows if r.set == name and r.kind == "fragment"]
-        slow = sum(r.pause_ms > SLOW_MS for r in fin)
-        cut = sum(r.pause_ms < SLOW_MS for r in frag)
-        print(
-            f"| {name} | {auc([r.score for r in fin], [r.score for r in frag]):.3f} "
-            f"| {np.percentile([r.pause_ms for r in fin], 50):.0f} / "
-            f"{np.percentile([r.pause_ms for r in fin], 95):.0f} "
-            f"| {slow}/{len(fin)} ({slow / len(fin):.0%}) "
-            f"| {np.percentile([r.pause_ms for r in frag], 50):.0f} "
-            f"| {cut}/{len(frag)} ({cut / len(frag):.0%}) |"
-        )
+        for label, pause_of in (("", lambda r: r.pause_ms), (", look at held", lambda r: r.looked_pause_ms)):
+            fin = [r for r in rows if r.set == name and r.kind == "finished"]
+            frag = [r for r in rows if r.set == name and r.kind == "fragment"]
+            slow = sum(pause_of(r) > SLOW_MS for r in fin)
+            cut = sum(pause_of(r) < SLOW_MS for r in frag)
+            print(
+                f"| {name}{label} | {auc([r.score for r in fin], [r.score for r in frag]):.3f} "
+                f"| {np.percentile([pause_of(r) for r in fin], 50):.0f} / "
+                f"{np.percentile([pause_of(r) for r in fin], 95):.0f} "
+                f"| {slow}/{len(fin)} ({slow / len(fin):.0%}) "
+                f"| {np.percentile([pause_of(r) for r in frag], 50):.0f} "
+                f"| {cut}/{len(frag)} ({cut / len(frag):.0%}) |"
+            )
+        looks = [r for r in rows if r.set == name and r.looked_text]
+        if looks and args.verbose:
+            print(f"  {name}: looks at held finals that read other words:")
+            for r in looks:
+                print(f"  - {r.kind} {r.voice}: {r.text!r} -> {r.looked_text!r}: {r.pause_ms:.0f} -> {r.looked_pause_ms:.0f} ms")
     if args.verbose:
         print("\nMisses (pause, blended score, EOU score, transcript):")
         for r in rows:

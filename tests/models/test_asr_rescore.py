@@ -228,3 +228,21 @@ def test_the_wider_look_reads_a_wider_window_of_the_real_audio(
     assert all(len(t.split()) >= len(one.text.split()) for t, _ in two.hypotheses if t not in first_texts)
     assert two.compute_ms > one.compute_ms  # the second counts both
     assert "capital of france" in two.text.lower(), two.hypotheses
+
+
+def test_another_reading_replaces_finished_words_only_when_far_likelier(eou: LlamaCppEndOfUtterance) -> None:
+    audio = np.zeros(32000, np.float32)
+    # A correct statement: the LM likes its question-shaped rival a little better, and
+    # the re-ranking alone would take it; a gain of 2 nats a token keeps the words.
+    inner = _Readings((("Do you listen to it?", -0.30), ("Do listen to it.", -0.35)))
+    looker = LmRescoredRecognizer(inner, eou, weight=0.2)
+    assert next(looker.looks(audio)).text == "Do you listen to it?"
+    assert looker.other_reading(audio, "Do listen to it.", min_gain=2.0) is None
+    assert looker.other_reading(audio, "Do listen to it.", min_gain=0.0).text == "Do you listen to it?"
+    # A question mis-heard as word salad: the right reading, lower in the beam, is far likelier.
+    inner = _Readings((("The road rode on the internet", -0.99), ("Who wrote Romeo and Juliet?", -1.34)))
+    looker = LmRescoredRecognizer(inner, eou, weight=0.2)
+    found = looker.other_reading(audio, "The road rode on the internet", min_gain=2.0)
+    assert found is not None and found.text == "Who wrote Romeo and Juliet?"
+    # The same words again: nothing other to offer.
+    assert looker.other_reading(audio, "Who wrote Romeo and Juliet?", min_gain=0.0) is None

@@ -281,7 +281,13 @@ def test_going_on_after_a_finished_question_is_not_narrating():
 def test_what_a_turn_asks_and_what_may_go_on():
     from duplex.policy.end_of_turn import TurnContext
 
-    for asking in ("Why is the sky blue", "Give me a tip for staying focused.", "I need ideas for dinner."):
+    for asking in (
+        "Why is the sky blue",
+        "Give me a tip for staying focused.",
+        "I need ideas for dinner.",
+        "What's the weather like in Paris",  # an interrogative's contraction asks too
+        "How's the traffic this morning.",
+    ):
         assert not TurnContext.of(asking).may_go_on, asking
     assert not TurnContext.of("Do you know a good bakery.").may_go_on  # a question, whatever its mark
     for telling in ("All circuits are busy now.", "The conference is now locked.", "Do listen to it."):
@@ -295,3 +301,9 @@ def test_what_a_turn_asks_and_what_may_go_on():
     assert TurnContext.of("And then the bus left without us.", narrating=True).may_go_on
     assert not TurnContext.of("Sorry to interrupt, but how do I boil an egg?", narrating=True).may_go_on
     assert not TurnContext.of("actually never mind that what time is it", narrating=True, interrupting=True).may_go_on
+    # Only a statement's form holds it (a look at its other readings may find a question);
+    # a story under way or a number going on holds it whatever it reads.
+    assert TurnContext.of("All circuits are busy now.").held_for_form
+    assert not TurnContext.of("What time is it?").held_for_form
+    assert not TurnContext.of("And then the bus left without us.", narrating=True).held_for_form
+    assert not TurnContext.of("My number is 555 123").held_for_form

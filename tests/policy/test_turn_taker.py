@@ -7,7 +7,7 @@ from listen_signals import FRAME_MS, heard
 
 from duplex.config import BargeInConfig, TurnConfig
 from duplex.events import TurnTaken
-from duplex.models.actions import ResponseOptions, TakeTurn, Transcribe
+from duplex.models.actions import LookAgain, ResponseOptions, TakeTurn, Transcribe
 from duplex.models.base import AgentStatus
 from duplex.policy.turn_taker import ConvState, TurnTaker
 
@@ -80,3 +80,62 @@ def test_words_after_a_turn_taken_too_early_are_heard_and_answered_as_a_story_go
                 taken.append((i, a.text))
     assert [text for _, text in taken] == ["Why does that happen?", "It happened twice this week."]
     assert (taken[1][0] - 80) * FRAME_MS >= HOLD.hold_pause_ms - FRAME_MS
+
+
+def _final_heard(tt: TurnTaker, text: str, eot_score: float) -> tuple[Transcribe, list, float]:
+    """A second of speech, silence until the final is asked, then the final comes back
+    with its end-of-utterance score. Returns the request, the actions of the tick that
+    heard the final, and that tick's time."""
+    listening = AgentStatus()
+    t, asked = 0.0, []
+    for voiced in [True] * 31 + [False] * 40:
+        actions, _ = tt.update(t, heard(voiced, None, None), listening)
+        asked += [a for a in actions if isinstance(a, Transcribe)]
+        t += FRAME_MS
+        if asked:
+            break
+    actions, _ = tt.update(t, heard(False, text, (asked[-1],), eot_score=eot_score), listening)
+    return asked[-1], actions, t + FRAME_MS
+
+
+def _taken_after(tt: TurnTaker, request: Transcribe, t: float, revised: str | None = None) -> float:
+    """Silence from ``t`` on (the final ``revised`` comes back again in the first frame):
+    how long after the end of speech the turn is taken."""
+    listening = AgentStatus()
+    for i in range(200):
+        final = revised if i == 0 else None
+        actions, _ = tt.update(t, heard(False, final, (request,), eot_score=0.95), listening)
+        take = [a for a in actions if isinstance(a, TakeTurn)]
+        if take:
+            return t + FRAME_MS - take[0].end_of_speech_ms
+        t += FRAME_MS
+    raise AssertionError("the turn was never taken")
+
+
+def test_a_statement_held_for_its_form_asks_for_one_look_and_a_question_found_is_answered():
+    turn = TurnConfig(hold_pause_ms=1400)  # the default profile's hold
+    tt = TurnTaker(turn, BargeInConfig(), FRAME_MS)
+    request, actions, t = _final_heard(tt, "You wrote Romino and do it yet.", 0.95)
+    looks = [a for a in actions if isinstance(a, LookAgain)]
+    assert looks == [LookAgain(request.start_ms, request.end_ms)]
+    # The look reads a question: the same span's final again, answered at its short pause.
+    assert _taken_after(tt, request, t, revised="Who wrote Romeo and Juliet?") < turn.hold_pause_ms - 600
+
+    tt = TurnTaker(turn, BargeInConfig(), FRAME_MS)
+    request, actions, t = _final_heard(tt, "I went to the shop.", 0.95)
+    assert any(isinstance(a, LookAgain) for a in actions)
+    # The look kept the words (nothing comes back): the statement keeps its hold, and
+    # no second look is asked while it waits.
+    listening = AgentStatus()
+    for _ in range(10):
+        actions, _ = tt.update(t, heard(False, None, None), listening)
+        assert not any(isinstance(a, LookAgain) for a in actions)
+        t += FRAME_MS
+    assert _taken_after(tt, request, t) >= turn.hold_pause_ms
+
+
+def test_no_look_for_a_final_that_asks_or_ends_in_a_number():
+    for text in ("What time is it?", "Tell me a joke.", "My number is 555 0134."):
+        tt = TurnTaker(TurnConfig(hold_pause_ms=1400), BargeInConfig(), FRAME_MS)
+        _, actions, _ = _final_heard(tt, text, 0.95)
+        assert not any(isinstance(a, LookAgain) for a in actions), text

@@ -8,7 +8,8 @@ hearing lanes finished:
 - the *listen* lane transcribes a final when the turn-taker asks (``transcribe``):
   a turn resumed after a pause reuses the finals of its earlier stretches and reads
   only the new one; the final's end of turn is scored, and when it reads as
-  unfinished a second (and a wider) look re-reads it (``asr_rescore``).
+  unfinished a second (and a wider) look re-reads it (``asr_rescore``); a final the
+  turn-taker holds for its form gets one look when it asks (``look_again``).
 
 Hearing never touches the draft itself: what the draft must do about what was
 heard (prefill, start, pause, start again) goes back to the session as
@@ -26,7 +27,7 @@ from duplex.audio.ring import RingBuffer
 from duplex.config import AsrConfig
 from duplex.events import ErrorEvent, Event, UserTranscriptFinal, UserTranscriptPartial
 from duplex.lanes import Job, Lane
-from duplex.models.actions import Transcribe
+from duplex.models.actions import LookAgain, Transcribe
 from duplex.models.asr_rescore import Looker
 from duplex.models.base import ListenSignals
 from duplex.models.cascade.results import (
@@ -34,6 +35,7 @@ from duplex.models.cascade.results import (
     EouScore,
     Final,
     HearingResult,
+    Kept,
     LookingAgain,
     Partial,
     PauseDraft,
@@ -42,7 +44,7 @@ from duplex.models.cascade.results import (
     Revised,
     StartDraft,
 )
-from duplex.models.cascade.transcribing import final_job, partial_job
+from duplex.models.cascade.transcribing import final_job, look_job, partial_job
 from duplex.models.stages import EndOfUtteranceScorer, SpeechRecognizer, VoiceActivityDetector
 
 # How long a final waits for the draft's LLM to score its end of utterance.
@@ -83,6 +85,11 @@ class _FinalRead:
     held: tuple[float, float | None] | None = None
     # The finals of the current turn's stretches: (start ms, end ms, words).
     segments: list[tuple[float, float, str]] = field(default_factory=list)
+    # What the last final read, for a look the turn-taker asks for: the stretch's
+    # audio and the words of the stretches before it.
+    audio: np.ndarray | None = None
+    head: str = ""
+    looked: bool = False  # that look was asked (one a final)
 
     def event(self, t_ms: float) -> UserTranscriptFinal:
         return UserTranscriptFinal(t_ms, self.text, self.span[0], self.span[1])
@@ -254,7 +261,10 @@ class Hearing:
                     heard.events.append(final.event(t_ms))
                     heard.take_final(final)
             case LookingAgain() if wanted:
+                final.looked = True  # the final's own job looks: none to ask for after it
                 heard.requests.append(PauseDraft())
+            case Kept() if wanted:
+                final.job = None
             case Revised() as got if wanted:
                 # A second look read the words otherwise: the draft starts again from them.
                 final.confidence, final.compute_ms = got.confidence, got.compute_ms
@@ -309,11 +319,37 @@ class Hearing:
 
     # ------------------------------------------------------------------ finals
     def drop_final(self) -> None:
-        """Forget the final in flight or held (its turn was discarded)."""
+        """Forget the final in flight or held (its turn was discarded or taken), and any
+        look at it still to come."""
         self.final.held = None
+        self.final.audio = None
         if self.final.job is not None:
             self.listen_lane.cancel(self.final.job)
             self.final.job = None
+
+    def look_again(self, a: LookAgain, t_ms: float) -> None:
+        """Look once more at the final of the span ``a`` names, released and not yet
+        looked at again: the turn-taker holds it for its form (a statement). Ignored
+        without a second look, for another span, or while a read is in flight."""
+        final = self.final
+        if self.second_look is None or self.eou is None or final.audio is None or final.looked:
+            return
+        if final.job is not None or final.held is not None or not final.segments:
+            return
+        if final.span != (a.start_ms, a.end_ms):
+            return
+        final.looked = True
+        words = final.segments[-1][2]
+        job = look_job(
+            final.audio,
+            final.head,
+            words,
+            final.compute_ms,
+            self.eou,
+            self.second_look,
+            self.settings.held_look_gain,
+        )
+        final.job = self.listen_lane.submit("asr-look", job, t_ms + self.frame_ms)
 
     def transcribe(self, a: Transcribe, t_ms: float) -> None:
         """Start reading the final of the speech ``a`` names (any final in flight is dropped)."""
@@ -348,6 +384,7 @@ class Hearing:
         audio = self._audio_span(start, min(end, t_ms + self.frame_ms))
         final.span = (a.start_ms, a.end_ms)
         final.segment_start_ms = seg_start
+        final.audio, final.head, final.looked = audio, head, False
         job = final_job(
             audio, head, self.asr, self.eou, self.second_look, self.settings.rescore_below
         )

@@ -3,7 +3,7 @@
 A lane job runs off the tick (``duplex.runtime.lanes``) and yields results; the
 tick that polls the lane matches on them. The listen and partial lanes carry
 *hearing* results (``Partial``, ``Final``, ``LookingAgain``, ``Revised``,
-``EouScore``); the respond lane carries *draft* results (``Prefilled``,
+``Kept``, ``EouScore``); the respond lane carries *draft* results (``Prefilled``,
 ``EouScore``, ``Clause``, ``AudioChunk``, a ``ToolCall``, ``Pending``, ``Done``).
 What hearing asks of the draft (``Prefill``, ``StartDraft``, ``PauseDraft``,
 ``RestartDraft``) goes through the session, in the order it was heard.
@@ -64,6 +64,12 @@ class Revised:
 
 
 @dataclass(frozen=True)
+class Kept:
+    """A look the turn-taker asked for (``LookAgain``) read the same words: the final
+    stands as it was released."""
+
+
+@dataclass(frozen=True)
 class EouScore:
     """How finished the user's turn reads, 0..1 (end-of-utterance model, or the draft
     LLM's own prompt pass)."""
@@ -71,7 +77,7 @@ class EouScore:
     score: float
 
 
-HearingResult = Partial | Final | LookingAgain | Revised | EouScore
+HearingResult = Partial | Final | LookingAgain | Revised | Kept | EouScore
 
 
 @dataclass(frozen=True)

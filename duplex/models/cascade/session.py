@@ -18,6 +18,7 @@ from duplex.models.actions import (
     Action,
     Backchannel,
     DiscardDraft,
+    LookAgain,
     PauseOutput,
     ResumeOutput,
     StopOutput,
@@ -143,6 +144,8 @@ class CascadeSession:
                     self.hearing.transcribe(a, t_ms)
                     if a.draft:
                         self.responding.open_draft()
+                case LookAgain():
+                    self.hearing.look_again(a, t_ms)
                 case DiscardDraft():
                     self._discard_draft()
                 case TakeTurn():
@@ -174,6 +177,7 @@ class CascadeSession:
             self.responding.record_user(text)
             self.hearing.restart_partials(t_ms)
             return []
+        self.hearing.drop_final()  # a look at the final still in flight is moot now
         if not self.responding.draft_answers(text, a.options):
             self._discard_draft()
         events = self.responding.take_turn(a, t_ms, self.hearing.final_compute_ms)

@@ -15,6 +15,7 @@ from duplex.models.cascade.results import (
     EouScore,
     Final,
     HearingResult,
+    Kept,
     LookingAgain,
     Partial,
     Revised,
@@ -75,5 +76,37 @@ def final_job(
                 ms = heard.compute_ms + again.compute_ms
                 yield Revised(f"{head} {better}".strip(), better, again.confidence, ms)
         yield EouScore(score)
+
+    return job
+
+
+def look_job(
+    audio: np.ndarray,
+    head: str,
+    words: str,
+    read_ms: float,
+    eou: EndOfUtteranceScorer,
+    looker: Looker,
+    min_gain: float,
+) -> Callable[[], Iterator[HearingResult]]:
+    """The listen lane's job for a look the turn-taker asked for (``LookAgain``).
+
+    The final of ``audio`` read ``words`` (after ``head``, the turn's earlier
+    stretches) and is held for its form. One look: the recognizer's readings re-ranked
+    (``asr_rescore``). Other words, if the LM finds them ``min_gain`` nats a token
+    likelier, come back ``Revised`` with their score; else the words are ``Kept``.
+    ``read_ms`` is the first read's compute time (``Revised`` counts both). The draft
+    goes on meanwhile: the turn is held for over a second.
+    """
+
+    def job() -> Iterator[HearingResult]:
+        again = looker.other_reading(audio, words, min_gain)
+        if again is None:
+            yield Kept()
+            return
+        better = again.text.strip()
+        text = f"{head} {better}".strip()
+        yield Revised(text, better, again.confidence, read_ms + again.compute_ms)
+        yield EouScore(eou.end_score(text))
 
     return job

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from duplex.models.actions import DiscardDraft, PauseOutput, Transcribe
@@ -58,9 +60,22 @@ class _Looks:
             self.looked += 1
             yield Transcript(text, 5.0)
 
+    def other_reading(self, audio, words, min_gain):
+        """The first look's reading, if it is other words (the LM's gain is not faked)."""
+        again = next(self.looks(audio), None)
+        return again if again is not None and again.text != words else None
 
-def _misheard_question_model(config, second_look):
-    heard = ScriptedAsr(["What is the capital and"])  # the fast reading: a fragment
+
+class _SentenceEou:
+    """A fake end-of-utterance model: a sentence with its full stop or question mark is a
+    finished turn, anything else is not."""
+
+    def end_score(self, text: str) -> float:
+        return 0.95 if text.rstrip().endswith(("?", ".")) else 0.1
+
+
+def _misheard_question_model(config, second_look, heard_text="What is the capital and", eou=_QuestionEou):
+    heard = ScriptedAsr([heard_text])  # the fast reading (a fragment, unless told)
     tts = ToneTts(16000)
     llms: list[ScriptedLlm] = []
 
@@ -74,7 +89,7 @@ def _misheard_question_model(config, second_look):
         llm=make_llm,
         tts=lambda: tts,
         asr_partial=lambda: ScriptedAsr(),
-        eou=lambda: _QuestionEou(),
+        eou=lambda: eou(),
         asr_second_look=(lambda: second_look) if second_look is not None else None,
     )
     return CascadeModel.from_config(config, stages), llms
@@ -145,6 +160,60 @@ def test_a_second_look_that_keeps_the_words_still_answers_them(scripted_config):
     assert len(taken) == 1 and taken[0].text == "What is the capital and"
     assert [r[-1].content for r in llms[0].requests] == ["What is the capital and"]
     assert len([e for e in events if e.type == "agent.audio.started"]) == 1
+
+
+def _holding(config):
+    """``config`` whose turn-taker holds a finished statement 1.4 s, as the default does."""
+    return replace(config, turn=replace(config.turn, hold_pause_ms=1400))
+
+
+def test_a_statement_held_for_its_form_gets_a_look_that_finds_the_question(scripted_config):
+    # The fast reading is a finished statement: the turn-taker would hold it 1.4 s (a
+    # statement may go on) and asks for a look meanwhile. The look reads the question.
+    scripted_config = _holding(scripted_config)
+    looks = _Looks("Who wrote Romeo and Juliet?", "never read")
+    model, llms = _misheard_question_model(
+        scripted_config, looks, "You wrote Romino and do it yet.", _SentenceEou
+    )
+    events = _turn_events(scripted_config, model)
+
+    assert looks.looked == 1  # one look, asked by the turn-taker
+    finals = [e for e in events if e.type == "user.transcript.final"]
+    # Both readings, for the same span: the last one counts.
+    assert [e.text for e in finals] == ["You wrote Romino and do it yet.", "Who wrote Romeo and Juliet?"]
+    assert finals[0].end_ms == finals[1].end_ms
+    taken = [e for e in events if e.type == "turn.taken"]
+    assert [e.text for e in taken] == ["Who wrote Romeo and Juliet?"]
+    assert taken[0].t_ms - taken[0].end_of_speech_ms < scripted_config.turn.hold_pause_ms - 400
+    assert llms[0].requests[-1][-1].content == "Who wrote Romeo and Juliet?"
+    assert len([e for e in events if e.type == "agent.audio.started"]) == 1
+
+
+def test_a_look_that_keeps_a_statement_leaves_it_held(scripted_config):
+    scripted_config = _holding(scripted_config)
+    looks = _Looks("I went to the shop.")
+    model, llms = _misheard_question_model(scripted_config, looks, "I went to the shop.", _SentenceEou)
+    events = _turn_events(scripted_config, model)
+
+    assert looks.looked == 1
+    assert [e.text for e in events if e.type == "user.transcript.final"] == ["I went to the shop."]
+    taken = [e for e in events if e.type == "turn.taken"]
+    held_ms = scripted_config.turn.hold_pause_ms - scripted_config.audio.frame_ms  # event at the frame start
+    assert len(taken) == 1 and taken[0].t_ms - taken[0].end_of_speech_ms >= held_ms
+    # The draft was never redone: one request, on the words heard.
+    assert [r[-1].content for r in llms[0].requests] == ["I went to the shop."]
+    assert len([e for e in events if e.type == "agent.audio.started"]) == 1
+
+
+def test_a_question_heard_as_one_gets_no_look(scripted_config):
+    scripted_config = _holding(scripted_config)
+    looks = _Looks("What is the capital of France?")
+    model, _ = _misheard_question_model(scripted_config, looks, "What is the capital of France?", _SentenceEou)
+    events = _turn_events(scripted_config, model)
+
+    assert looks.looked == 0
+    taken = [e for e in events if e.type == "turn.taken"]
+    assert len(taken) == 1 and taken[0].t_ms - taken[0].end_of_speech_ms < 600
 
 
 def test_a_final_cancelled_after_its_read_leaves_no_words_for_the_next(scripted_config):
