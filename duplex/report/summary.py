@@ -101,10 +101,20 @@ def summarize(
         "interrupted_responses": sum(1 for e in of("agent.audio.done") if e["interrupted"]),
         "stalls": len(of("stall")),
         "errors": [e["message"] for e in of("error")],
-        "user_text": [e["text"] for e in of("user.transcript.final") if e["text"]],
+        "user_text": _final_words(of("user.transcript.final")),
         "agent_text": [e["text"] for e in of("agent.audio.done")],
         "tick": tick_summary,
     }
+
+
+def _final_words(finals: list[dict[str, Any]]) -> list[str]:
+    """The words of each stretch's final, in order: a stretch read again by a second look
+    (the same span) keeps its last reading."""
+    words: dict[tuple[float, float], str] = {}
+    for e in finals:
+        if e["text"]:
+            words[(e["start_ms"], e["end_ms"])] = e["text"]
+    return list(words.values())
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -56,8 +56,10 @@ def test_latency_bench_answers_every_question_and_breaks_the_latency_down(tmp_pa
         a = round(start_ms * out_rate / 1000)
         assert not np.any(agent[round(real_end * out_rate / 1000) : a])  # the agent silent till then
         first_sound = start_ms + np.flatnonzero(_blocks_db(agent[a:], out_rate) > -40.0)[0] * 10.0
-        assert raw["first_audible_ms"][i] == pytest.approx(first_sound)
-        assert raw["audible_ms"][i] == pytest.approx(first_sound - real_end)
+        # Within a block: the file holds 16-bit samples, and a block within a hair of
+        # -40 dBFS may fall on the other side of it once rounded (seen once: 2762 / 2772).
+        assert abs(raw["first_audible_ms"][i] - first_sound) <= 10.0
+        assert abs(raw["audible_ms"][i] - (first_sound - real_end)) <= 10.0
 
     # The parts add up to it; the event's latency holds the stages.
     for i, audible in enumerate(raw["audible_ms"]):
