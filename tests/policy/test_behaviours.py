@@ -140,3 +140,28 @@ def test_a_later_turn_that_starts_softly_keeps_its_first_words():
     assert starts and starts[0] - second_start_ms < 200, (starts, second_start_ms)
     assert not [e for e in events if e.type == "barge_in"], "the second question overlapped the answer"
     assert len(turns) == 2 and turns[1].lower().startswith("what"), turns
+
+
+def test_a_statement_keeps_its_words_and_its_hold_through_the_look(runtime):
+    # A finished statement waits turn.hold_pause_ms (it may go on), and meanwhile the
+    # turn-taker asks for one look at the recognizer's other readings (LookAgain). The
+    # words of a statement heard right stand, and so does the hold.
+    from duplex.eval.generate import speak
+
+    statement = speak("I went to the shop this morning.", "en-us", 165)
+    audio = np.concatenate([np.zeros(SR // 2, np.float32), statement, np.zeros(3 * SR, np.float32)])
+    session = runtime.open_session("statement-look")
+    events = []
+    n = session.frame_samples
+    for i in range(0, len(audio) - n + 1, n):
+        session.step(audio[i : i + n])
+        events += [e for e in session.channel.drain() if e.type in ("user.transcript.final", "turn.taken")]
+    hearing = session.model.hearing
+    assert hearing.final.looked  # the look was asked for, and read
+    finals = [e for e in events if e.type == "user.transcript.final"]
+    taken = [e for e in events if e.type == "turn.taken"]
+    assert len(finals) == 1 and "shop" in finals[0].text.lower(), finals  # no other reading
+    assert len(taken) == 1 and taken[0].text == finals[0].text
+    hold = runtime.config.turn.hold_pause_ms - runtime.config.audio.frame_ms
+    assert taken[0].t_ms - taken[0].end_of_speech_ms >= hold, taken
+    runtime.close_session(session)
