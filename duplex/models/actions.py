@@ -62,8 +62,9 @@ class LookAgain(Action):
     The turn-taker asks it of a final it would hold only for its form (a statement,
     not a question or a request): it waits over a second anyway, and a mis-heard
     question often reads as a statement ("You wrote Romino and do it yet." for "Who
-    wrote Romeo and Juliet?"). A reading that differs comes back as a final for the
-    same span; a model without a second look ignores this.
+    wrote Romeo and Juliet?"). A reading the language model finds far likelier
+    (``models.asr.held_look_gain``) comes back as a final for the same span; a model
+    without a second look ignores this.
     """
 
     start_ms: float

@@ -143,7 +143,8 @@ class LmRescoredRecognizer:
         if not better or better == words.strip():
             return None
         start = time.perf_counter()
-        new, old = self.scorer.text_logprobs([better, words])  # ``words`` were read for their score: cached
+        # ``words`` were read for their end-of-turn score: cached, for a one-stretch turn.
+        new, old = self.scorer.text_logprobs([better, words])
         if new is None or old is None or new - old < min_gain:
             return None
         return replace(again, compute_ms=again.compute_ms + (time.perf_counter() - start) * 1000.0)

@@ -89,7 +89,7 @@ class _FinalRead:
     # audio and the words of the stretches before it.
     audio: np.ndarray | None = None
     head: str = ""
-    looked: bool = False  # that look was asked (one a final)
+    looked: bool = False  # looked at again already (one look a final)
 
     def event(self, t_ms: float) -> UserTranscriptFinal:
         return UserTranscriptFinal(t_ms, self.text, self.span[0], self.span[1])
