@@ -4,7 +4,9 @@ Each sentence is spoken by espeak-ng in eight voices, transcribed by the default
 recognizer (Whisper tiny.en, the fast final the turn-taker gets), scored by the
 end-of-utterance model and blended as the turn-taker blends it
 (``policy/end_of_turn.py``). The pause the turn-taker would wait after each one
-(``pause_needed_ms``) is what matters:
+(``pause_needed_ms``, with the turn's ``TurnContext``: a statement is held) is what
+matters, and each set's second row gives it with the look the turn-taker asks for at a
+final held for its form (``LookAgain``):
 
 * a finished turn that waits over a second is a slow answer;
 * a fragment that waits under a second is answered in the middle of a pause.
