@@ -162,20 +162,22 @@ def test_a_second_look_that_keeps_the_words_still_answers_them(scripted_config):
     assert len([e for e in events if e.type == "agent.audio.started"]) == 1
 
 
-def _holding(config):
-    """``config`` whose turn-taker holds a finished statement 1.4 s, as the default does."""
-    return replace(config, turn=replace(config.turn, hold_pause_ms=1400))
+def _held_turn(config, heard_text, *readings):
+    """One turn whose fast reading is ``heard_text``, with a turn-taker that holds a
+    finished statement 1.4 s (as the default does) and looks that read ``readings``.
+    Returns the config used, the looks, the LLMs and the turn's events."""
+    config = replace(config, turn=replace(config.turn, hold_pause_ms=1400))
+    looks = _Looks(*readings)
+    model, llms = _misheard_question_model(config, looks, heard_text, _SentenceEou)
+    return config, looks, llms, _turn_events(config, model)
 
 
 def test_a_statement_held_for_its_form_gets_a_look_that_finds_the_question(scripted_config):
     # The fast reading is a finished statement: the turn-taker would hold it 1.4 s (a
     # statement may go on) and asks for a look meanwhile. The look reads the question.
-    scripted_config = _holding(scripted_config)
-    looks = _Looks("Who wrote Romeo and Juliet?", "never read")
-    model, llms = _misheard_question_model(
-        scripted_config, looks, "You wrote Romino and do it yet.", _SentenceEou
+    scripted_config, looks, llms, events = _held_turn(
+        scripted_config, "You wrote Romino and do it yet.", "Who wrote Romeo and Juliet?", "never read"
     )
-    events = _turn_events(scripted_config, model)
 
     assert looks.looked == 1  # one look, asked by the turn-taker
     finals = [e for e in events if e.type == "user.transcript.final"]
@@ -190,10 +192,7 @@ def test_a_statement_held_for_its_form_gets_a_look_that_finds_the_question(scrip
 
 
 def test_a_look_that_keeps_a_statement_leaves_it_held(scripted_config):
-    scripted_config = _holding(scripted_config)
-    looks = _Looks("I went to the shop.")
-    model, llms = _misheard_question_model(scripted_config, looks, "I went to the shop.", _SentenceEou)
-    events = _turn_events(scripted_config, model)
+    scripted_config, looks, llms, events = _held_turn(scripted_config, "I went to the shop.", "I went to the shop.")
 
     assert looks.looked == 1
     assert [e.text for e in events if e.type == "user.transcript.final"] == ["I went to the shop."]
@@ -206,10 +205,8 @@ def test_a_look_that_keeps_a_statement_leaves_it_held(scripted_config):
 
 
 def test_a_question_heard_as_one_gets_no_look(scripted_config):
-    scripted_config = _holding(scripted_config)
-    looks = _Looks("What is the capital of France?")
-    model, _ = _misheard_question_model(scripted_config, looks, "What is the capital of France?", _SentenceEou)
-    events = _turn_events(scripted_config, model)
+    question = "What is the capital of France?"
+    _, looks, _, events = _held_turn(scripted_config, question, question)
 
     assert looks.looked == 0
     taken = [e for e in events if e.type == "turn.taken"]
