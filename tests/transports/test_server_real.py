@@ -31,7 +31,9 @@ def test_two_clients_at_once_keep_real_time():
         got = {"answers": [], "heard": [], "stalls": 0, "arrivals": []}
         async with websockets.connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
             await ws.recv()
-            audio = np.concatenate([np.zeros(8000, np.float32), q, np.zeros(16000 * 9, np.float32)])
+            # Room for a whole answer after the question: the LLM may write up to its 60
+            # tokens, ~15 s spoken (9 s once cut one off before its agent.audio.done).
+            audio = np.concatenate([np.zeros(8000, np.float32), q, np.zeros(16000 * 18, np.float32)])
 
             async def rx() -> None:
                 async for m in ws:
