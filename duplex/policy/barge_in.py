@@ -4,7 +4,9 @@ User speech while the agent speaks pauses its output within a frame (the
 turn-taker does that); this judge then decides, frame by frame:
 
 - *interruption*: enough voiced speech, or enough words in the partial
-  transcript that are neither acknowledgements nor the agent's own words;
+  transcript that are neither acknowledgements nor the agent's own words (and no
+  more of them than the burst's length allows: the partial's audio starts before
+  the burst, where the agent's echo may be all there is);
 - once the burst has ended (a gap of ``decide_gap_ms``), its transcript: an
   interruption only if it is not the agent's own recent words (its echo), holds
   no more words than the burst's length allows, is not a backchannel, and the
@@ -118,6 +120,10 @@ class BargeInJudge:
         burst, self.burst = self.burst, None
         return burst
 
+    def _words_held(self, b: Burst) -> float:
+        """The most words the burst's voiced length can hold (``MAX_WORDS_PER_S``)."""
+        return MAX_WORDS_PER_S * (b.voiced_ms + 2 * self.frame_ms) / 1000
+
     def judge(
         self, t_ms: float, speech: SpeechFrame, signals: ListenSignals, agent: AgentStatus, at_level: bool = True
     ) -> Judgement:
@@ -142,6 +148,8 @@ class BargeInJudge:
             for w in words_of(signals.partial_text or "")
             if not is_backchannel(w, cfg.backchannel_words) and not said_by_agent(w, said)
         ]
+        if len(partial_words) > self._words_held(b):
+            partial_words = []  # read from the echo around a short burst, not the user
         long_or_wordy = b.voiced_ms >= cfg.confirm_speech_ms or len(partial_words) >= cfg.confirm_words
         if b.at_level and long_or_wordy:
             return Judgement(Verdict.INTERRUPTION)
@@ -165,7 +173,7 @@ class BargeInJudge:
             # (or noise the recognizer filled in from the context), not the user.
             own = own_echo_share(text, agent.recent_words) >= 0.5
             n_words = len(words_of(text))
-            too_many = n_words > MAX_WORDS_PER_S * (b.voiced_ms + 2 * self.frame_ms) / 1000
+            too_many = n_words > self._words_held(b)
             conf = signals.final_confidence
             unsure = conf is not None and conf < cfg.min_confidence
             user_sound = bool(text) and b.voiced_ms >= cfg.min_backchannel_ms and not own

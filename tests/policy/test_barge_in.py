@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from listen_signals import FRAME_MS, heard
 
 from duplex.config import BargeInConfig, TurnConfig
@@ -58,6 +60,37 @@ def test_more_words_than_a_short_burst_can_hold_is_not_an_interruption():
     assert not any(isinstance(a, StopOutput) for a in short)
     longer, _ = _burst_then_transcript("go on then", ("Paris is lovely",), burst_frames=12)
     assert any(isinstance(a, StopOutput) for a in longer)
+
+
+def _burst_with_partial(partial: str, burst_frames: int, partial_at: int) -> list:
+    """The agent speaks; a burst of ``burst_frames`` voiced frames from frame 5; a partial
+    transcript comes back at frame ``partial_at`` (and its final, the same words, later)."""
+    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME_MS, state=ConvState.SPEAKING)
+    agent = AgentStatus(responding=True, playing=True, response_id="r1", recent_words=("You're not alone",))
+    seen: list = []
+    requested = None
+    for i in range(60):
+        voiced = 5 <= i < 5 + burst_frames
+        final = partial if requested is not None and i == requested[1] + 6 else None
+        signals = replace(heard(voiced, final, requested), partial_text=partial if i == partial_at else None)
+        actions, _ = tt.update(1000.0 + i * FRAME_MS, signals, agent)
+        for a in actions:
+            if isinstance(a, Transcribe) and requested is None:
+                requested = (a, i)
+        seen += actions
+    return seen
+
+
+def test_a_partial_with_more_words_than_a_short_burst_holds_does_not_stop_the_agent():
+    # The partial's audio starts before the burst: four words of the agent's echo read
+    # around a 128 ms blip are not the user's (a self-interruption seen in make eval).
+    blip = _burst_with_partial("and all of them", burst_frames=4, partial_at=9)
+    assert not any(isinstance(a, StopOutput) for a in blip)
+    assert any(isinstance(a, ResumeOutput) for a in blip)
+    # Three words after 11 voiced frames (352 ms) stop it at once, before any final.
+    talk = _burst_with_partial("wait, stop that", burst_frames=12, partial_at=15)
+    stops = [i for i, a in enumerate(talk) if isinstance(a, StopOutput)]
+    assert stops and not any(isinstance(a, Transcribe) for a in talk[: stops[0]])
 
 
 def test_a_short_transcript_the_recognizer_is_unsure_of_does_not_stop_the_agent():
