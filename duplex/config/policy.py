@@ -49,11 +49,6 @@ class BargeInConfig:
     resume_after_ms: int = 400
     decide_gap_ms: int = 200  # silence that ends a burst before it is judged
     min_backchannel_ms: int = 120  # shorter bursts are noise, whatever the ASR says
-    # Voiced this long without reaching the user's level: someone else's talk (a
-    # television does not pause). The output resumes over it then, not after it ends
-    # (0: only after it ends). The human set's interruptions 10 dB softer than the user's
-    # first turn reach that level within 750-1000 ms of voice (docs/measurements.md).
-    background_after_ms: int = 1500
     # A burst's transcript confirms an interruption only when the recognizer is this
     # sure of it (average token log-probability; -1.0 is Whisper's own "decode failed"
     # line): a hum it hears as "Amen" is not an interruption.

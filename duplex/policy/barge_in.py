@@ -16,8 +16,7 @@ turn-taker does that); this judge then decides, frame by frame:
 
 Softer speech than the user's own level may pause the output (``speech.UserLevel``),
 but only a burst that reaches the user's level at least once is confirmed as an
-interruption: distant talk that never does resumes the output (once it has gone on for
-``background_after_ms`` of voice, without waiting for its end), and is reported as
+interruption: distant talk that never does resumes the output, and is reported as
 background so that talk at its level no longer pauses the agent.
 
 All thresholds are the ``[barge_in]`` section's.
@@ -154,11 +153,6 @@ class BargeInJudge:
         long_or_wordy = b.voiced_ms >= cfg.confirm_speech_ms or len(partial_words) >= cfg.confirm_words
         if b.at_level and long_or_wordy:
             return Judgement(Verdict.INTERRUPTION)
-        if 0 < cfg.background_after_ms <= b.voiced_ms and not b.at_level:
-            # This long and never at the user's level: a colleague, a television. The
-            # answer goes on over it now rather than after it, and talk at its level no
-            # longer pauses it.
-            return Judgement(Verdict.FALSE_ALARM, background_db=b.peak_db)
         if speech.active:
             # Still talking (or talking again): any verdict on an earlier part is moot.
             b.requested_end_ms = -1.0
