@@ -16,9 +16,14 @@ from duplex.policy.turn_taker import ConvState, TurnTaker
 
 
 def _burst_then_transcript(
-    text: str, recent: tuple[str, ...], burst_frames: int, confidence: float | None = None
+    text: str,
+    recent: tuple[str, ...],
+    burst_frames: int,
+    confidence: float | None = None,
+    partial_at: int | None = None,
 ) -> tuple[list, list]:
-    """The agent speaks; a burst of ``burst_frames`` voiced frames; then ``text`` comes back."""
+    """The agent speaks; a burst of ``burst_frames`` voiced frames; then ``text`` comes back
+    (and, with ``partial_at``, as a partial transcript at that frame too)."""
     tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME_MS, state=ConvState.SPEAKING)
     agent = AgentStatus(responding=True, playing=True, response_id="r1", recent_words=recent)
     actions_seen: list = []
@@ -31,6 +36,8 @@ def _burst_then_transcript(
         if requested is not None and i == requested[1] + 6:
             final = text
         signals = heard(voiced, final, requested, final_confidence=confidence)
+        if i == partial_at:
+            signals = replace(signals, partial_text=text)
         actions, events = tt.update(t, signals, agent)
         events_seen += events
         for a in actions:
@@ -62,33 +69,14 @@ def test_more_words_than_a_short_burst_can_hold_is_not_an_interruption():
     assert any(isinstance(a, StopOutput) for a in longer)
 
 
-def _burst_with_partial(partial: str, burst_frames: int, partial_at: int) -> list:
-    """The agent speaks; a burst of ``burst_frames`` voiced frames from frame 5; a partial
-    transcript comes back at frame ``partial_at`` (and its final, the same words, later)."""
-    tt = TurnTaker(TurnConfig(), BargeInConfig(), FRAME_MS, state=ConvState.SPEAKING)
-    agent = AgentStatus(responding=True, playing=True, response_id="r1", recent_words=("You're not alone",))
-    seen: list = []
-    requested = None
-    for i in range(60):
-        voiced = 5 <= i < 5 + burst_frames
-        final = partial if requested is not None and i == requested[1] + 6 else None
-        signals = replace(heard(voiced, final, requested), partial_text=partial if i == partial_at else None)
-        actions, _ = tt.update(1000.0 + i * FRAME_MS, signals, agent)
-        for a in actions:
-            if isinstance(a, Transcribe) and requested is None:
-                requested = (a, i)
-        seen += actions
-    return seen
-
-
 def test_a_partial_with_more_words_than_a_short_burst_holds_does_not_stop_the_agent():
     # The partial's audio starts before the burst: four words of the agent's echo read
     # around a 128 ms blip are not the user's (a self-interruption seen in make eval).
-    blip = _burst_with_partial("and all of them", burst_frames=4, partial_at=9)
+    blip, _ = _burst_then_transcript("and all of them", ("You're not alone",), 4, partial_at=9)
     assert not any(isinstance(a, StopOutput) for a in blip)
     assert any(isinstance(a, ResumeOutput) for a in blip)
     # Three words after 11 voiced frames (352 ms) stop it at once, before any final.
-    talk = _burst_with_partial("wait, stop that", burst_frames=12, partial_at=15)
+    talk, _ = _burst_then_transcript("wait, stop that", ("You're not alone",), 12, partial_at=15)
     stops = [i for i, a in enumerate(talk) if isinstance(a, StopOutput)]
     assert stops and not any(isinstance(a, Transcribe) for a in talk[: stops[0]])
 
