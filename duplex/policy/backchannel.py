@@ -38,8 +38,9 @@ _SOUNDS_LIKE = {
 }
 
 
-def is_backchannel(text: str, vocabulary: list[str], max_words: int = 3) -> bool:
-    """True when ``text`` is only short acknowledgements ("mhm", "yeah, right", "mmmm").
+def is_backchannel(text: str, vocabulary: list[str], max_words: int = 4) -> bool:
+    """True when ``text`` is only short acknowledgements ("mhm", "yeah, right", "mmmm",
+    one said twice: "I see, I see").
 
     Args:
         text: a transcript, as the recognizer wrote it.
@@ -49,7 +50,9 @@ def is_backchannel(text: str, vocabulary: list[str], max_words: int = 3) -> bool
     heard = words_of(text)
     if len(heard) == 1 and len(heard[0]) == 1:
         return True  # a lone letter: how the recognizer writes a short wordless sound ("B")
-    words = [_SOUNDS_LIKE.get(w, w) for w in (_squash(w) for w in heard) if not _is_hum(w)]
+    # A hyphen that is not a hum's joins spelled-out sounds ("I see" as "i-c").
+    parts = [p for w in (_squash(w) for w in heard) if not _is_hum(w) for p in w.split("-") if p]
+    words = [_SOUNDS_LIKE.get(w, w) for w in parts]
     if heard and not words:
         return True  # only hums
     if not words or len(words) > max_words:

@@ -10,6 +10,12 @@ def test_held_hums_as_the_recognizer_writes_them_are_backchannels():
     vocab = BargeInConfig().backchannel_words
     for text in ["mm-m-m-m-m-", "Mmmm.", "uh-huh", "Mhm, yeah.", "i c", "K.", "I see", "Okay, I see."]:
         assert is_backchannel(text, vocab), text
+    # Said twice, and "I see" spelled out with hyphens (Whisper wrote "i-c, i-c," in a CI
+    # run, and the agent stopped).
+    for text in ["I see, I see.", "Yeah, yeah.", "Right, right.", "Got it, got it.", "i-c, i-c,", "i-c"]:
+        assert is_backchannel(text, vocab), text
+    for text in ["yeah wait a second", "i-c, i-c, stop", "okay okay okay okay okay"]:
+        assert not is_backchannel(text, vocab), text
     # A laugh, and a short "uh-huh" as Whisper sometimes writes it ("B", "ha"), are not words.
     for text in ["Ha!", "haha", "Aha.", "hehe", "B"]:
         assert is_backchannel(text, vocab), text
